@@ -1,0 +1,202 @@
+"""One small tree of typed errors for the whole provider.
+
+Every error a user can meet derives from :class:`CarbonError`, so a DAG author can catch the family in one
+``except``. Each class carries the facts a user needs to act (the bad point, the zone, the window) as attributes,
+and its message says them in words; none of them ever holds a credential.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+
+class CarbonError(Exception):
+    """Base class of every error raised by ``airflow_provider_carbon``."""
+
+
+class InvalidForecastError(CarbonError, ValueError):
+    """A carbon-intensity series failed validation.
+
+    :param reason: a short machine-readable code: ``empty``, ``naive_timestamp``, ``not_finite``, ``negative``,
+        ``duplicate``, ``unsorted``, ``gap``, ``all_zero``, ``bad_end`` or ``bad_shape``.
+    :param detail: what is wrong, in words.
+    :param index: position of the first bad point (``None`` when the problem is the whole series).
+    :param timestamp: timestamp of the first bad point, if there is one.
+    :param value: value of the first bad point, if there is one.
+    :param zone: the grid zone the series describes, if known.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        detail: str,
+        *,
+        index: int | None = None,
+        timestamp: datetime | None = None,
+        value: float | None = None,
+        zone: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.detail = detail
+        self.index = index
+        self.timestamp = timestamp
+        self.value = value
+        self.zone = zone
+        where = f" for zone {zone}" if zone else ""
+        if index is not None:
+            at = f" at {timestamp.isoformat()}" if timestamp is not None else ""
+            point = f"point {index}{at}: "
+        else:
+            point = ""
+        super().__init__(f"invalid carbon-intensity forecast{where}: {point}{detail}")
+
+
+class WindowError(CarbonError, ValueError):
+    """No start time satisfies the request; the subclasses say why."""
+
+
+class ForecastCoverageError(WindowError):
+    """The forecast does not cover any window of the requested duration from ``earliest`` on.
+
+    :param forecast_start: first instant the forecast covers.
+    :param forecast_end: instant the forecast's last value stops holding.
+    :param earliest: the earliest start that was asked for.
+    :param duration: the job duration that was asked for.
+    """
+
+    def __init__(
+        self, *, forecast_start: datetime, forecast_end: datetime, earliest: datetime, duration: timedelta
+    ) -> None:
+        self.forecast_start = forecast_start
+        self.forecast_end = forecast_end
+        self.earliest = earliest
+        self.duration = duration
+        if earliest < forecast_start:
+            why = f"earliest start {earliest.isoformat()} is before the forecast starts ({forecast_start.isoformat()})"
+        else:
+            why = (
+                f"a {duration} job starting at {earliest.isoformat()} would end after the forecast ends "
+                f"({forecast_end.isoformat()})"
+            )
+        super().__init__(f"forecast does not cover the window: {why}")
+
+
+class DeadlineTooTightError(WindowError):
+    """The job cannot start at or after ``earliest`` and still meet its deadline.
+
+    :param earliest: the earliest start that was asked for.
+    :param latest_start: the latest allowed start after applying ``latest_start`` and ``finish_by``.
+    :param duration: the job duration that was asked for.
+    """
+
+    def __init__(self, *, earliest: datetime, latest_start: datetime, duration: timedelta) -> None:
+        self.earliest = earliest
+        self.latest_start = latest_start
+        self.duration = duration
+        super().__init__(
+            f"a {duration} job cannot start at or after {earliest.isoformat()}: the deadline requires it to start "
+            f"by {latest_start.isoformat()}"
+        )
+
+
+class CarbonApiError(CarbonError):
+    """A carbon-intensity service did not give usable data.
+
+    The subclass says what kind of failure it was; every instance carries what a user needs to act on it.
+    Never holds a credential: hooks build these from status codes and bodies, with any token redacted.
+
+    :param detail: what happened, in words (from the service's error body where it gave one).
+    :param service: which service (``"electricitymaps"``, ``"carbon_aware_sdk"``, ``"watttime"``,
+        ``"uk_carbon_intensity"``).
+    :param zone: the zone, region or location asked for.
+    :param status: the HTTP status code, if a response arrived.
+    :param hint: what to do about it.
+    """
+
+    #: whether the hook retries this failure (connection problems, timeouts, 5xx and 429 only)
+    retryable = False
+    default_hint = ""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        service: str,
+        zone: str | None = None,
+        status: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.detail = detail
+        self.service = service
+        self.zone = zone
+        self.status = status
+        self.hint = hint if hint is not None else self.default_hint
+        #: how many requests were made before giving up (set by the hook's retry loop)
+        self.attempts = 1
+        super().__init__(detail)
+
+    def __str__(self) -> str:
+        parts = [self.service]
+        if self.status is not None:
+            parts.append(f"HTTP {self.status}")
+        if self.zone:
+            parts.append(f"zone {self.zone}")
+        text = f"{', '.join(parts)}: {self.detail}"
+        if self.attempts > 1:
+            text += f" (after {self.attempts} attempts)"
+        if self.hint:
+            text += f". Hint: {self.hint}"
+        return text
+
+
+class AuthenticationError(CarbonApiError):
+    """The credentials were refused (bad, expired or revoked token; wrong username or password)."""
+
+    default_hint = "check the API token (or login and password) stored in the Airflow connection"
+
+
+class NotEntitledError(CarbonApiError):
+    """The credentials are valid but the plan does not cover this zone, endpoint or signal."""
+
+    default_hint = "the plan behind this token does not include this zone or endpoint; pick another zone or upgrade"
+
+
+class RateLimitedError(CarbonApiError):
+    """The service said to slow down (HTTP 429).
+
+    :param retry_after: seconds the service asked us to wait, if it said.
+    """
+
+    retryable = True
+    default_hint = "too many requests: raise the cache TTL, call less often, or wait"
+
+    def __init__(self, detail: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail, **kwargs)  # type: ignore[arg-type]
+
+
+class ServiceUnavailableError(CarbonApiError):
+    """The service could not be reached, timed out, or answered with a server error (5xx)."""
+
+    retryable = True
+    default_hint = "the service is down or slow; the task's fallback policy decides what happens now"
+
+
+class InvalidRequestError(CarbonApiError):
+    """The service refused the request itself (HTTP 400/404): unknown zone, bad parameters, no data."""
+
+    default_hint = "check the zone or location and the parameters"
+
+
+class BadPayloadError(CarbonApiError):
+    """The service answered 200 but the data cannot be trusted.
+
+    :param reason: ``empty``, ``malformed_json``, ``missing_field``, ``invalid_forecast`` (all zeros, NaN, gaps,
+        ...: see :class:`InvalidForecastError`) or ``short_forecast``.
+    """
+
+    default_hint = "the service returned unusable data; it is treated like an outage"
+
+    def __init__(self, detail: str, *, reason: str, **kwargs: object) -> None:
+        self.reason = reason
+        super().__init__(detail, **kwargs)  # type: ignore[arg-type]

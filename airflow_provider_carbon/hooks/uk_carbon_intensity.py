@@ -1,0 +1,186 @@
+"""UK Carbon Intensity API (National Energy System Operator): national and regional half-hourly forecasts.
+
+Connection (type ``uk_carbon_intensity``, default id ``uk_carbon_intensity_default``): no credentials; host
+defaults to ``https://api.carbonintensity.org.uk``; extras ``zone`` (default zone, see below) and the common
+``timeout``, ``max_attempts``, ``max_retry_wait``, ``cache_ttl``, ``cache_dir``.
+
+Zones: ``"national"`` (or ``"GB"``, or nothing) for Great Britain as a whole; ``"1"`` to ``"17"`` for a DNO region
+id (15 England, 16 Scotland, 17 Wales); anything else is a postcode's **outward code** (``"RG41"``, ``"SW1"``).
+
+Quirks handled: periods come with explicit ``from``/``to`` (so the last period's end is known, not guessed); a
+``from`` exactly on a half hour also returns the period ending there, so requests start at ``:01``/``:31`` (the
+fix cats uses); outages answer 200 with ``{}`` or ``{"data": []}`` (an empty-body error here), and forecasts
+sometimes end early (the horizon check decides whether that is enough); scoped regional answers come as
+``{"data": {...}}`` from the live API but ``{"data": [{...}]}`` in its docs, and both are read.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import requests
+
+from airflow_provider_carbon.core.exceptions import BadPayloadError, CarbonApiError, InvalidRequestError
+from airflow_provider_carbon.core.forecast import Forecast
+from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, chunks, parse_timestamp
+
+__all__ = ["UkCarbonIntensityHook"]
+
+_OUTCODE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]?$")
+_PERIOD = timedelta(minutes=30)
+
+
+def _url_time(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+
+
+class UkCarbonIntensityHook(CarbonIntensityHook):
+    """Read Great Britain's carbon intensity from the NESO Carbon Intensity API.
+
+    :param carbon_conn_id: connection of type ``uk_carbon_intensity`` (default ``uk_carbon_intensity_default``).
+
+    Other parameters as in :class:`~airflow_provider_carbon.hooks.base.CarbonIntensityHook`.
+
+    .. code-block:: python
+
+        hook = UkCarbonIntensityHook()
+        hook.get_forecast("RG41", horizon=timedelta(hours=48))   # regional, by postcode outward code
+    """
+
+    conn_type = "uk_carbon_intensity"
+    default_conn_name = "uk_carbon_intensity_default"
+    hook_name = "UK Carbon Intensity (NESO)"
+    service = "uk_carbon_intensity"
+    default_host = "https://api.carbonintensity.org.uk"
+
+    def resolve_location(self, zone: str | None, lat: float | None, lon: float | None) -> Location:
+        if zone is None and (lat is not None or lon is not None):
+            raise InvalidRequestError(
+                "the UK Carbon Intensity API takes a region id or a postcode outward code, not coordinates",
+                service=self.service,
+            )
+        zone = zone or self.default_zone or "national"
+        normalised = str(zone).strip().upper()
+        if normalised in ("NATIONAL", "GB"):
+            return Location(zone="national")
+        if normalised.isdigit():
+            if not 1 <= int(normalised) <= 17:
+                raise InvalidRequestError(f"region id {zone} is not between 1 and 17", service=self.service)
+            return Location(zone=str(int(normalised)))
+        outcode = normalised.split()[0]
+        if not _OUTCODE.match(outcode):
+            raise InvalidRequestError(
+                f"{zone!r} is neither 'national', a region id 1-17, nor a postcode outward code",
+                service=self.service,
+                hint="give the outward code only, e.g. 'RG41' for 'RG41 1AA'",
+            )
+        return Location(zone=outcode)
+
+    def _scope(self, location: Location) -> str:
+        zone = location.zone or "national"
+        if zone == "national":
+            return ""
+        return f"/regionid/{zone}" if zone.isdigit() else f"/postcode/{zone}"
+
+    def error_from_response(self, response: requests.Response, zone: str | None) -> CarbonApiError:
+        err = super().error_from_response(response, zone)
+        if response.status_code == 400 and "postcode" in err.detail.lower():
+            err.hint = "use the outward code of a GB postcode only, e.g. 'RG41'"
+        return err
+
+    # -- parsing ------------------------------------------------------------------------------------------------
+
+    def _periods(self, body: Any, zone: str) -> list[dict[str, Any]]:
+        """The list of half-hour periods in a national or (scoped) regional answer."""
+        if not isinstance(body, dict) or not body.get("data"):
+            raise self.empty(zone)
+        data = body["data"]
+        if isinstance(data, list) and data and isinstance(data[0], dict) and "data" in data[0]:
+            data = data[0]  # regional as documented: the region object wrapped in a list
+        if isinstance(data, dict):
+            data = data.get("data")  # regional as served: {"data": {"regionid": ..., "data": [periods]}}
+        if not isinstance(data, list) or not data:
+            raise self.empty(zone)
+        return data
+
+    def empty(self, zone: str) -> CarbonApiError:
+        return BadPayloadError(
+            "the API answered 200 without data (its usual outage symptom, or a time beyond its horizon)",
+            reason="empty", service=self.service, zone=zone,
+        )
+
+    def _series(
+        self,
+        periods: list[dict[str, Any]],
+        zone: str,
+        *,
+        actuals: bool,
+        within: tuple[datetime, datetime] | None = None,
+    ) -> Forecast:
+        by_start: dict[datetime, tuple[datetime, float, bool]] = {}
+        ends: dict[datetime, datetime] = {}
+        for period in periods:
+            try:
+                start, end = parse_timestamp(period["from"]), parse_timestamp(period["to"])
+                intensity = period["intensity"]
+                actual = intensity.get("actual") if actuals else None
+                value = actual if actual is not None else intensity["forecast"]
+                if value is None:
+                    continue
+                point = (start, float(value), actual is None)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise self.missing(f"from/to/intensity.forecast in a period (got {period!r})", zone) from None
+            if within is not None and not within[0] <= start < within[1]:
+                continue
+            if start in by_start:  # the API has served one period twice; keep the first and say so
+                self.log.warning("uk_carbon_intensity: duplicate period %s ignored", start.isoformat())
+                continue
+            by_start[start] = point
+            ends[start] = end
+        points = sorted(by_start.values())
+        return self.build_forecast(points, zone=zone, end=ends[points[-1][0]] if points else None)
+
+    # -- the common interface -----------------------------------------------------------------------------------
+
+    def _fetch_latest(self, location: Location) -> Forecast:
+        zone = location.zone or "national"
+        if zone == "national":
+            path = "/intensity"
+        else:
+            path = "/regional" + self._scope(location)
+        body = self.request_json(path, zone=zone)
+        periods = self._periods(body, zone)
+        # /intensity is the latest *complete* half hour; its actual is the best value we have for now
+        return self._series(periods[-1:], zone, actuals=True)
+
+    def _fetch_forecast(self, location: Location, horizon: timedelta, granularity: timedelta | None) -> Forecast:
+        zone = location.zone or "national"
+        now = datetime.now(timezone.utc)
+        # HH:01 / HH:31: a `from` on the boundary would also return the period that just ended
+        aligned = now.replace(minute=31 if now.minute >= 30 else 1, second=0, microsecond=0)
+        window = "fw24h" if horizon <= timedelta(hours=24) else "fw48h"
+        if zone == "national":
+            path = f"/intensity/{_url_time(aligned)}/{window}"
+        else:
+            path = f"/regional/intensity/{_url_time(aligned)}/{window}{self._scope(location)}"
+        return self._series(self._periods(self.request_json(path, zone=zone), zone), zone, actuals=False)
+
+    def _fetch_history(
+        self, location: Location, start: datetime, end: datetime, granularity: timedelta | None
+    ) -> Forecast:
+        zone = location.zone or "national"
+        periods: list[dict[str, Any]] = []
+        for lo, hi in chunks(start, end, timedelta(days=14)):  # ranges are capped at 14 days
+            if zone == "national":
+                path = f"/intensity/{_url_time(lo)}/{_url_time(hi)}"
+            else:
+                path = f"/regional/intensity/{_url_time(lo)}/{_url_time(hi)}{self._scope(location)}"
+            periods += self._periods(self.request_json(path, zone=zone), zone)
+        # national history carries actuals; regional only forecasts, so those points are flagged estimated
+        return self._series(periods, zone, actuals=True, within=(start, end))
+
+    def _test_connection(self) -> str:
+        latest = self.get_latest()
+        return f"UK Carbon Intensity: {latest.zone} is at {latest.values[0]:.0f} {latest.unit}"

@@ -1,0 +1,1 @@
+"""Operators of airflow-provider-carbon; import from the submodules (this package imports nothing)."""

@@ -1,0 +1,1 @@
+"""Triggers of airflow-provider-carbon; import from the submodules (this package imports nothing)."""

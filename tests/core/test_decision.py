@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from airflow_provider_carbon.core.decision import Decision, PlanSpec, plan
+from airflow_provider_carbon.core.exceptions import ServiceUnavailableError
+from airflow_provider_carbon.core.fallback import FallbackPolicy
+from airflow_provider_carbon.core.forecast import Forecast
+
+T0 = datetime(2025, 6, 1, 22, tzinfo=timezone.utc)  # midnight in Berlin (CEST)
+H = timedelta(hours=1)
+DOWN = ServiceUnavailableError("could not connect", service="electricitymaps", zone="DE")
+
+
+def spec(**kw):
+    values = {"duration": 2 * H, "latest_start": T0 + 10 * H, "fallback": FallbackPolicy.parse("02:00"),
+              "timezone": "Europe/Berlin", "anchor": T0}
+    values.update(kw)
+    return PlanSpec(**values)
+
+
+def forecast(values, start=T0):
+    return Forecast.from_points([(start + i * H, v) for i, v in enumerate(values)], zone="DE",
+                                source="electricitymaps", generated_at=start - timedelta(minutes=10))
+
+
+FC = forecast([400, 380, 300, 200, 150, 160, 300, 350, 420, 450, 460, 470, 480, 490])
+
+
+def test_optimum_record():
+    d = plan(spec(), FC, now=T0 + timedelta(minutes=7))
+    assert d.reason == "optimum" and not d.used_fallback
+    assert d.planned_start == T0 + 4 * H and d.planned_end == T0 + 6 * H
+    assert d.expected_intensity == 155 and d.intensity_at_start == 150
+    assert d.intensity_if_now == pytest.approx((400 * 53 + 380 * 60 + 300 * 7) / 120)  # 00:07 to 02:07
+    assert d.expected_saving_pct == pytest.approx(100 * (d.intensity_if_now - 155) / d.intensity_if_now)
+    assert (d.zone, d.source, d.signal, d.unit) == ("DE", "electricitymaps", "average", "gCO2eq/kWh")
+    assert d.forecast_generated_at == T0 - timedelta(minutes=10)
+    assert d.alternatives[0]["start"] == (T0 + 4 * H).isoformat() and len(d.alternatives) == 3
+    assert "optimum: start at 2025-06-02T02:00:00+00:00 at 155 gCO2eq/kWh" in d.summary()
+
+
+def test_threshold_starts_at_the_first_clean_enough_time():
+    d = plan(spec(threshold=310), FC, now=T0)
+    assert d.reason == "threshold" and d.planned_start == T0 + 2 * H
+    assert d.expected_intensity == 250
+
+
+def test_threshold_already_met_now():
+    assert plan(spec(threshold=500), FC, now=T0).planned_start == T0
+
+
+def test_min_saving_not_reached_starts_now():
+    flat = forecast([300, 299, 298, 297, 296, 295, 294, 293, 292, 291, 290, 289, 288])
+    d = plan(spec(min_saving_pct=10), flat, now=T0)
+    assert d.reason == "min_saving" and d.planned_start == T0 and d.expected_saving_pct == 0
+
+
+def test_fallback_at_0200_local_when_the_api_is_down():
+    d = plan(spec(), None, now=T0 + timedelta(minutes=1), error=DOWN)
+    assert d.used_fallback and d.reason == "fallback" and d.fallback == "02:00"
+    assert d.planned_start == T0 + 2 * H  # 02:00 CEST
+    assert d.fallback_reason.startswith("ServiceUnavailableError: electricitymaps, zone DE: could not connect. Hint:")
+    assert d.expected_intensity is None and "fallback (02:00)" in d.summary()
+
+
+def test_fallback_clamped_to_the_deadline():
+    d = plan(spec(latest_start=T0 + H), None, now=T0, error=DOWN)
+    assert d.planned_start == T0 + H
+
+
+def test_fallback_time_already_past_means_now():
+    now = T0 + 5 * H
+    assert plan(spec(), None, now=now, error=DOWN).planned_start == now
+
+
+def test_fallback_now_and_fail():
+    assert plan(spec(fallback=FallbackPolicy.parse("now")), None, now=T0, error=DOWN).planned_start == T0
+    with pytest.raises(ServiceUnavailableError):
+        plan(spec(fallback=FallbackPolicy.parse("fail")), None, now=T0, error=DOWN)
+
+
+def test_forecast_that_does_not_cover_the_job_falls_back():
+    short = Forecast.from_points([(T0, 300)], end=T0 + H, zone="DE")  # one hour: a 2 h job does not fit
+    d = plan(spec(), short, now=T0)
+    assert d.used_fallback and "ForecastCoverageError" in d.fallback_reason
+
+
+def test_deadline_passed_starts_now():
+    d = plan(spec(latest_start=T0), FC, now=T0 + H)
+    assert d.reason == "deadline" and d.planned_start == T0 + H
+
+
+def test_forecast_starting_in_the_future_is_used_from_its_start():
+    later = forecast([100, 300, 300, 300], start=T0 + H)
+    d = plan(spec(), later, now=T0 + timedelta(minutes=30))
+    assert d.planned_start == T0 + H
+
+
+@pytest.mark.parametrize(
+    ("anchor", "expected", "night"),
+    [
+        (datetime(2025, 3, 29, 23, tzinfo=timezone.utc), datetime(2025, 3, 30, 1, tzinfo=timezone.utc),
+         "spring forward: 02:00 does not exist, 03:00 CEST"),
+        (datetime(2025, 10, 25, 22, tzinfo=timezone.utc), datetime(2025, 10, 26, 0, tzinfo=timezone.utc),
+         "fall back: the first 02:00 (CEST)"),
+    ],
+)
+def test_0200_fallback_in_berlin_on_dst_nights(anchor, expected, night):
+    d = plan(spec(anchor=anchor, latest_start=anchor + 10 * H), None, now=anchor, error=DOWN)
+    assert d.planned_start == expected, night
+
+
+def test_record_is_json_and_round_trips():
+    d = plan(spec(), FC, now=T0)
+    moved = d.replanned(plan(spec(), forecast([100] * 14), now=T0 + H), "re-check: the optimum moved", T0 + H)
+    done = moved.released(T0 + H, "planned start", observed=101.0)
+    data = json.loads(json.dumps(done.to_dict()))
+    assert Decision.from_dict(data) == done
+    assert data["replans"] == [{
+        "at": (T0 + H).isoformat(), "cause": "re-check: the optimum moved", "previous_start": (T0 + 4 * H).isoformat(),
+        "new_start": (T0 + H).isoformat(), "expected_intensity": 100.0, "used_fallback": False,
+    }]
+    assert data["released_at"] == (T0 + H).isoformat() and data["observed_intensity_at_start"] == 101.0
+
+
+def test_spec_round_trip():
+    s = spec(threshold=100.0, min_saving_pct=5.0)
+    assert PlanSpec.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+
+
+def test_records_what_the_fixed_fallback_time_would_have_emitted():
+    d = plan(spec(), FC, now=T0)
+    assert d.intensity_if_fallback == (300 + 200) / 2  # a 2 h job at 02:00 Berlin = 00:00 UTC + 2 h
+    assert plan(spec(fallback=FallbackPolicy.parse("now")), FC, now=T0).intensity_if_fallback == (400 + 380) / 2
+    assert plan(spec(fallback=FallbackPolicy.parse("fail")), FC, now=T0).intensity_if_fallback is None

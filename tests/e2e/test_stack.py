@@ -1,0 +1,265 @@
+"""End to end in the processes a deployment runs: api-server, scheduler, dag-processor and triggerer (LocalExecutor,
+SQLite, loopback only) plus the carbon-API simulator in time-compressed mode. The example DAGs are triggered through
+the REST API v2 and checked there; one test drives the Airflow UI in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from tests.airflow_stack import AirflowStack, free_port
+from tests.conftest import REPO_ROOT, require_or_skip
+
+pytestmark = pytest.mark.slow
+
+SPEED = 720  # one simulated hour per 5 real seconds
+ARTIFACTS = REPO_ROOT / "artifacts" / "e2e"
+NIGHTLY = "nightly_low_carbon_training"
+REGIONS = "greenest_region_batch"
+
+
+def compressed_conf(fallback_at: datetime) -> dict:
+    """The nightly DAG's own hours (2 h job, done within 8 h, 02:00 fallback) on the simulator's clock."""
+    return {
+        "expected_duration": 2 * 3600 / SPEED,
+        "max_delay": 6 * 3600 / SPEED,
+        "fallback": fallback_at.strftime("%H:%M:%S"),
+        "fallback_timezone": "UTC",
+        "training_rounds": 50,
+    }
+
+
+@pytest.fixture(scope="module")
+def simulator():
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_carbon.simulator", "--port", str(port), "--speed", str(SPEED),
+         "--token", "e2e-token", "--zones", "SE-SE3,FR,ES,DE,PL"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    assert "ready" in proc.stdout.readline()
+    url = f"http://127.0.0.1:{port}"
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=10)
+
+
+def set_failure(url: str, mode: str) -> None:
+    request = urllib.request.Request(f"{url}/sim/failure", data=json.dumps({"mode": mode}).encode(), method="POST")
+    urllib.request.urlopen(request, timeout=5).close()
+
+
+def start_stack(home: Path, simulator: str, extra_env: dict[str, str] | None = None,
+                workers: tuple[tuple[str, ...], ...] = ()):
+    """Migrate, start the four Airflow processes (and any Celery workers), wait until healthy and the example DAGs
+    are parsed and unpaused; yield the stack; stop everything and keep the logs in artifacts/."""
+    stack = AirflowStack(home, extra_env={
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "AIRFLOW_CONN_ELECTRICITYMAPS_DEFAULT": json.dumps({
+            "conn_type": "electricitymaps", "host": f"{simulator}/v3", "password": "e2e-token",
+            "extra": {"zone": "DE", "max_attempts": 2, "max_retry_wait": 2, "timeout": 3, "cache_ttl": 0},
+        }),
+        **(extra_env or {}),
+    })
+    stack.migrate()
+    stack.start("api-server", "api-server", "--port", str(stack.port))
+    stack.start("scheduler", "scheduler", "--skip-serve-logs")
+    stack.start("dag-processor", "dag-processor")
+    stack.start("triggerer", "triggerer", "--skip-serve-logs")
+    for i, args in enumerate(workers):
+        stack.start(f"worker-{i}", *args)
+    try:
+        stack.wait_for_api()
+        wait_until(lambda: healthy(stack), 120, "scheduler, triggerer and dag-processor healthy")
+        for dag_id in (NIGHTLY, REGIONS):
+            wait_until(lambda d=dag_id: exists(stack, d), 120, f"{dag_id} parsed")
+            stack.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        # Unpausing the nightly DAG makes the scheduler create last midnight's run at once, with the DAG's real
+        # hours (a 2 h job) against a simulator that compresses a night into two minutes: it would wait until its
+        # 02:00 fallback and, with max_active_runs=1, hold back the runs the tests trigger. Fail it.
+        wait_until(lambda: scheduled_runs(stack), 60, "the scheduler to create the catch-up run")
+        for run_id in scheduled_runs(stack):
+            quoted = urllib.parse.quote(run_id, safe="")
+            stack.request("PATCH", f"/api/v2/dags/{NIGHTLY}/dagRuns/{quoted}", {"state": "failed"})
+        yield stack
+    finally:
+        stack.stop()
+        logs = ARTIFACTS / "logs" / home.name
+        logs.mkdir(parents=True, exist_ok=True)
+        for name in stack.procs:
+            (logs / f"{name}.log").write_text(stack.log(name))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, simulator):
+    yield from start_stack(tmp_path_factory.mktemp("airflow-home-e2e"), simulator)
+
+
+def wait_until(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(1)
+    raise TimeoutError(f"timed out waiting for: {what}")
+
+
+def scheduled_runs(stack: AirflowStack) -> list[str]:
+    runs = stack.request("GET", f"/api/v2/dags/{NIGHTLY}/dagRuns?run_type=scheduled")["dag_runs"]
+    return [r["dag_run_id"] for r in runs if r["state"] not in ("failed", "success")]
+
+
+def healthy(stack: AirflowStack) -> bool:
+    health = stack.request("GET", "/api/v2/monitor/health", auth=False)
+    return all(health.get(part, {}).get("status") == "healthy" for part in ("scheduler", "triggerer", "dag_processor"))
+
+
+def exists(stack: AirflowStack, dag_id: str) -> bool:
+    try:
+        stack.request("GET", f"/api/v2/dags/{dag_id}")
+        return True
+    except urllib.error.HTTPError:
+        return False
+
+
+def run_dag(stack: AirflowStack, dag_id: str, conf: dict, timeout: float = 240) -> dict:
+    run = stack.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
+    run_id = urllib.parse.quote(run["dag_run_id"], safe="")
+    state = {}
+
+    def finished() -> bool:
+        state.update(stack.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"))
+        return state["state"] in ("success", "failed")
+
+    wait_until(finished, timeout, f"{dag_id} run {run['dag_run_id']} to finish")
+    return state
+
+
+def task_states(stack: AirflowStack, dag_id: str, run_id: str) -> dict[str, str]:
+    quoted = urllib.parse.quote(run_id, safe="")
+    body = stack.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances")
+    return {ti["task_id"]: ti["state"] for ti in body["task_instances"]}
+
+
+def xcom(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, key: str) -> object:
+    quoted = urllib.parse.quote(run_id, safe="")
+    body = stack.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/xcomEntries/{key}")
+    value = body["value"]
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def trigger_logs(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> list[Path]:
+    folder = stack.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+    return sorted(folder.glob("*.log.trigger.*.log"))
+
+
+def test_nightly_dag_plans_waits_in_the_triggerer_and_reports(stack, simulator):
+    set_failure(simulator, "ok")
+    started = datetime.now(timezone.utc)
+    run = run_dag(stack, NIGHTLY, compressed_conf(started + timedelta(seconds=20)))
+    run_id = run["dag_run_id"]
+    assert run["state"] == "success", task_states(stack, NIGHTLY, run_id)
+    assert set(task_states(stack, NIGHTLY, run_id).values()) == {"success"}
+    decision = xcom(stack, NIGHTLY, run_id, "wait_for_low_carbon_window", "carbon_decision")
+    assert decision["used_fallback"] is False and decision["source"] == "electricitymaps"
+    assert decision["zone"] == "DE" and decision["expected_intensity"] > 0
+    released = datetime.fromisoformat(decision["released_at"])
+    assert datetime.fromisoformat(decision["planned_start"]) <= released <= datetime.fromisoformat(
+        decision["latest_start"])
+    # the wait ran in the triggerer process: its log file for this task exists and says so
+    logs = trigger_logs(stack, NIGHTLY, run_id, "wait_for_low_carbon_window")
+    assert logs, "no triggerer log for the sensor"
+    assert "carbon trigger: releasing" in logs[-1].read_text()
+    report = xcom(stack, NIGHTLY, run_id, "report", "return_value")
+    assert report["planned_start"] == decision["planned_start"] and report["training"]["loss"] < 1
+
+
+def test_nightly_dag_falls_back_when_the_api_is_down(stack, simulator):
+    set_failure(simulator, "down")
+    try:
+        fallback_at = (datetime.now(timezone.utc) + timedelta(seconds=35)).replace(microsecond=0)
+        # a deadline (60 s) comfortably after the fallback time, so a slow start cannot clamp it
+        run = run_dag(stack, NIGHTLY, {**compressed_conf(fallback_at), "max_delay": 60})
+    finally:
+        set_failure(simulator, "ok")
+    run_id = run["dag_run_id"]
+    assert run["state"] == "success", task_states(stack, NIGHTLY, run_id)
+    decision = xcom(stack, NIGHTLY, run_id, "wait_for_low_carbon_window", "carbon_decision")
+    assert decision["used_fallback"] is True and "ServiceUnavailableError" in decision["fallback_reason"]
+    assert datetime.fromisoformat(decision["planned_start"]) == fallback_at
+    assert fallback_at <= datetime.fromisoformat(decision["released_at"]) <= fallback_at + timedelta(seconds=5)
+
+
+REGION_TASKS = {"SE-SE3": "run_in_sweden", "FR": "run_in_france", "ES": "run_in_spain", "DE": "run_in_germany",
+                "PL": "run_in_poland"}
+
+
+def check_region_run(stack: AirflowStack, run: dict) -> str:
+    """The chosen region is the one with the lowest live intensity, and only its task ran; return that task id."""
+    run_id = run["dag_run_id"]
+    states = task_states(stack, REGIONS, run_id)
+    assert run["state"] == "success", states
+    table = xcom(stack, REGIONS, run_id, "pick_greenest_region", "carbon_regions")
+    chosen = xcom(stack, REGIONS, run_id, "pick_greenest_region", "carbon_region")
+    assert all(not row["fallback"] and row["source"] == "electricitymaps" for row in table)
+    assert chosen["region"] == min(table, key=lambda row: row["intensity"])["region"]
+    task_id = REGION_TASKS[chosen["region"]]
+    ran = sorted(t for t, s in states.items() if t.startswith("run_in") and s == "success")
+    skipped = sorted(t for t, s in states.items() if s == "skipped")
+    assert ran == [task_id] and skipped == sorted(set(REGION_TASKS.values()) - {task_id})
+    return task_id
+
+
+def test_greenest_region_dag_runs_only_the_chosen_region(stack, simulator):
+    set_failure(simulator, "ok")
+    check_region_run(stack, run_dag(stack, REGIONS, {}))
+
+
+def test_airflow_ui_shows_the_grid_and_the_decision(stack, simulator):
+    from playwright.sync_api import sync_playwright
+
+    chromium = "/usr/bin/chromium"
+    require_or_skip(Path(chromium).exists(), "Debian's chromium (apt-get install chromium; .ci/run installs it)")
+    runs = stack.request("GET", f"/api/v2/dags/{NIGHTLY}/dagRuns?state=success&limit=1&order_by=-start_date")
+    if runs["dag_runs"]:
+        run_id = runs["dag_runs"][0]["dag_run_id"]
+    else:  # run on its own: make the run to look at
+        set_failure(simulator, "ok")
+        run_id = run_dag(stack, NIGHTLY, compressed_conf(datetime.now(timezone.utc) + timedelta(seconds=20)))[
+            "dag_run_id"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(stack.base_url + "/", wait_until="networkidle")
+        page.fill("input[name='username']", "admin")
+        page.fill("input[name='password']", "adminpw")
+        page.click("button[type='submit']")
+        page.wait_for_load_state("networkidle")
+        page.goto(f"{stack.base_url}/dags/{NIGHTLY}", wait_until="networkidle")
+        page.get_by_text("wait_for_low_carbon_window").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "grid.png"), full_page=True)
+        quoted = urllib.parse.quote(run_id, safe="")
+        page.goto(f"{stack.base_url}/dags/{NIGHTLY}/runs/{quoted}/tasks/wait_for_low_carbon_window/xcom",
+                  wait_until="networkidle")
+        page.get_by_text("carbon_decision").first.wait_for(timeout=30_000)
+        page.get_by_label("Expand all extra JSON").click()  # the values render folded
+        page.get_by_text("planned_start").first.wait_for(timeout=30_000)
+        page.get_by_text("used_fallback").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "xcom.png"), full_page=True)
+        browser.close()
+    assert (ARTIFACTS / "grid.png").stat().st_size > 10_000

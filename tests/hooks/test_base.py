@@ -1,0 +1,253 @@
+"""Behaviour every hook shares through the base class: cache, async bridge, secrets, settings, parsing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+
+import pytest
+import time_machine
+from werkzeug import Response
+
+from airflow_provider_carbon.core.exceptions import BadPayloadError, CarbonError, ServiceUnavailableError
+from airflow_provider_carbon.hooks.base import parse_retry_after, parse_timestamp
+from airflow_provider_carbon.hooks.electricitymaps import ElectricityMapsHook
+from tests.conftest import REPO_ROOT
+from tests.hooks.conftest import TOKEN, em_forecast, requests_to
+
+PATH = "/v3/carbon-intensity/forecast"
+
+
+@pytest.fixture
+def em(httpserver, connection):
+    connection("em_base", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN, extra={"zone": "DE"})
+    return ElectricityMapsHook("em_base")
+
+
+def slow_forecast(delay: float, values=None):
+    def handler(request):
+        time.sleep(delay)
+        return Response(json.dumps(em_forecast("DE", values or [300] * 25)), content_type="application/json")
+
+    return handler
+
+
+class TestCache:
+    def test_concurrent_callers_cause_one_request(self, em, httpserver):
+        httpserver.expect_request(PATH).respond_with_handler(slow_forecast(0.3))
+        results, errors = [], []
+
+        def call():
+            try:
+                results.append(ElectricityMapsHook("em_base").get_forecast("DE"))  # a hook per caller, like tasks
+            except Exception as err:  # pragma: no cover - reported below
+                errors.append(err)
+
+        threads = [threading.Thread(target=call) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors and len(results) == 8
+        assert len(requests_to(httpserver, PATH)) == 1
+        assert all(r.to_dict() == results[0].to_dict() for r in results)
+
+    def test_fresh_within_ttl_then_fetched_again(self, em, httpserver):
+        httpserver.expect_request(PATH).respond_with_handler(slow_forecast(0))
+        with time_machine.travel(datetime.now(timezone.utc), tick=True) as clock:
+            em.get_forecast()
+            clock.shift(timedelta(minutes=14))
+            em.get_forecast()
+            assert len(requests_to(httpserver, PATH)) == 1
+            clock.shift(timedelta(minutes=2))  # past the default 15 min TTL
+            em.get_forecast()
+        assert len(requests_to(httpserver, PATH)) == 2
+
+    def test_keys_differ_by_zone_and_horizon(self, em, httpserver):
+        httpserver.expect_request(PATH).respond_with_handler(slow_forecast(0, [300] * 49))
+        em.get_forecast("DE")
+        em.get_forecast("FR")
+        em.get_forecast("DE", horizon=timedelta(hours=48))
+        em.get_forecast("DE", use_cache=False)
+        assert len(requests_to(httpserver, PATH)) == 4
+
+    def test_ttl_zero_disables(self, httpserver, connection):
+        connection("em_nocache", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN,
+                   extra={"zone": "DE", "cache_ttl": 0})
+        httpserver.expect_request(PATH).respond_with_handler(slow_forecast(0))
+        hook = ElectricityMapsHook("em_nocache")
+        hook.get_forecast()
+        hook.get_forecast()
+        assert len(requests_to(httpserver, PATH)) == 2
+
+    def test_file_cache_is_shared_by_processes(self, httpserver, tmp_path):
+        """Four separate Python processes, one shared cache directory: one request reaches the API."""
+        httpserver.expect_request(PATH).respond_with_handler(slow_forecast(0.5))
+        conn = {"conn_type": "electricitymaps", "host": httpserver.url_for("/v3"), "password": TOKEN,
+                "extra": {"zone": "DE", "cache_dir": str(tmp_path / "cache")}}
+        env = {**os.environ, "AIRFLOW_CONN_EM_SHARED": json.dumps(conn), "PYTHONPATH": str(REPO_ROOT)}
+        code = (
+            "from airflow_provider_carbon.hooks.electricitymaps import ElectricityMapsHook\n"
+            "print(ElectricityMapsHook('em_shared').get_forecast().values[0])\n"
+        )
+        procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        outputs = [p.communicate(timeout=120) for p in procs]
+        assert all(p.returncode == 0 for p in procs), outputs
+        assert [o[0].strip().splitlines()[-1] for o in outputs] == ["300.0"] * 4
+        assert len(requests_to(httpserver, PATH)) == 1
+
+    def test_file_cache_never_stores_a_failure(self, httpserver, connection, tmp_path):
+        connection("em_files", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN,
+                   extra={"zone": "DE", "cache_dir": str(tmp_path), "max_attempts": 1})
+        responses = iter([Response("oops", status=500), Response(json.dumps(em_forecast("DE", [300] * 25)),
+                                                                 content_type="application/json")])
+        httpserver.expect_request(PATH).respond_with_handler(lambda request: next(responses))
+        hook = ElectricityMapsHook("em_files")
+        with pytest.raises(ServiceUnavailableError):
+            hook.get_forecast()
+        assert list(tmp_path.glob("*.json")) == []
+        assert hook.get_forecast().values[0] == 300
+        assert len(list(tmp_path.glob("*.json"))) == 1
+
+
+class TestAsync:
+    def test_aget_forecast_does_not_block_the_event_loop(self, em, httpserver):
+        """While the API takes 0.5 s, a ticker on the same loop keeps running."""
+        httpserver.expect_request(PATH).respond_with_handler(slow_forecast(0.5))
+
+        async def main():
+            ticks = 0
+            stop = asyncio.Event()
+
+            async def ticker():
+                nonlocal ticks
+                while not stop.is_set():
+                    ticks += 1
+                    await asyncio.sleep(0.01)
+
+            task = asyncio.create_task(ticker())
+            hook = ElectricityMapsHook("em_base")
+            forecast = await hook.aget_forecast("DE")
+            stop.set()
+            await task
+            return forecast, ticks
+
+        forecast, ticks = asyncio.run(main())
+        assert forecast.values[0] == 300
+        assert ticks >= 20  # ~50 possible in 0.5 s; a blocked loop would give 1
+
+    def test_every_method_has_an_async_twin(self, em, httpserver):
+        httpserver.expect_request(PATH).respond_with_handler(slow_forecast(0))
+        httpserver.expect_request("/v3/carbon-intensity/latest").respond_with_json(
+            {"zone": "DE", "carbonIntensity": 250, "datetime": "2024-03-06T19:00:00.000Z", "isEstimated": False})
+        httpserver.expect_request("/v3/carbon-intensity/past-range").respond_with_json(
+            {"zone": "DE", "data": [{"carbonIntensity": 200, "datetime": "2024-03-06T19:00:00.000Z"}]})
+        httpserver.expect_request("/v3/zones").respond_with_json({"DE": {"zoneName": "Germany", "access": ["*"]}})
+
+        async def main():
+            hook = ElectricityMapsHook("em_base")
+            start = datetime(2024, 3, 6, 19, tzinfo=timezone.utc)
+            return await asyncio.gather(
+                hook.aget_forecast(), hook.aget_latest(), hook.aget_history(start=start, end=start + timedelta(hours=1)),
+                hook.atest_connection(),
+            )
+
+        forecast, latest, history, (ok, _) = asyncio.run(main())
+        assert forecast.values[0] == 300 and latest.values[0] == 250 and history.values[0] == 200 and ok
+
+
+def test_token_never_in_logs_errors_reprs_or_urls(httpserver, connection, logs):
+    connection("em_secret", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN, extra={"zone": "DE"})
+    hook = ElectricityMapsHook("em_secret")
+    # a misbehaving server that echoes the token back in an error body
+    httpserver.expect_request(PATH).respond_with_json({"error": f"bad request with token {TOKEN}"}, status=400)
+    httpserver.expect_request("/v3/carbon-intensity/latest").respond_with_data(f"<html>{TOKEN}", status=200)
+    messages = []
+    for call in (hook.get_forecast, hook.get_latest):
+        with pytest.raises(CarbonError) as info:
+            call()
+        messages += [str(info.value), repr(info.value), info.value.detail]
+    messages += [repr(hook), str(hook.test_connection())]
+    assert "***" in messages[0]
+    assert all(TOKEN not in m for m in messages)
+    assert TOKEN not in logs()
+    for request, _ in httpserver.log:
+        assert TOKEN not in request.url
+        assert request.headers["auth-token"] == TOKEN  # it travels only where the API wants it
+
+
+def test_settings_precedence(httpserver, connection):
+    connection("em_settings", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN,
+               extra={"timeout": 3, "cache_ttl": 60})
+    hook = ElectricityMapsHook("em_settings", timeout=7)
+    assert hook.setting("timeout") == 7  # argument beats extra
+    assert hook.setting("cache_ttl") == 60  # extra beats default
+    assert hook.setting("max_attempts") == 4  # default
+
+
+def test_base_url_with_port_field(connection):
+    connection("em_port", "electricitymaps", "http://127.0.0.1/v3", password=TOKEN)
+    os.environ["AIRFLOW_CONN_EM_PORT"] = json.dumps(
+        {**json.loads(os.environ["AIRFLOW_CONN_EM_PORT"]), "port": 8081})
+    assert ElectricityMapsHook("em_port").base_url == "http://127.0.0.1:8081/v3"
+
+
+def test_hook_from_connection_type(connection, httpserver):
+    """Airflow picks the hook class from the connection type: the sensor relies on this."""
+    from airflow.sdk import BaseHook
+
+    connection("em_lookup", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN)
+    hook = BaseHook.get_hook("em_lookup")
+    assert isinstance(hook, ElectricityMapsHook) and hook.carbon_conn_id == "em_lookup"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-03-06T19:00:00.000Z", datetime(2024, 3, 6, 19, tzinfo=timezone.utc)),
+        ("2018-01-20T12:00Z", datetime(2018, 1, 20, 12, tzinfo=timezone.utc)),
+        ("2022-07-15T00:00:00+00:00", datetime(2022, 7, 15, tzinfo=timezone.utc)),
+        ("2022-05-17T20:45:11.5092741+00:00", datetime(2022, 5, 17, 20, 45, 11, 509274, tzinfo=timezone.utc)),
+        ("2025-03-30T03:00:00+02:00", datetime(2025, 3, 30, 1, tzinfo=timezone.utc)),
+    ],
+)
+def test_parse_timestamp(text, expected):
+    assert parse_timestamp(text) == expected
+
+
+def test_parse_timestamp_refuses_naive():
+    with pytest.raises(ValueError, match="no UTC offset"):
+        parse_timestamp("2024-03-06T19:00:00")
+
+
+def test_parse_retry_after():
+    assert parse_retry_after("7") == 7
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+    in_30s = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    assert 25 <= parse_retry_after(in_30s) <= 30
+
+
+def test_bad_payload_carries_reason_service_and_zone(em, httpserver):
+    httpserver.expect_request(PATH).respond_with_json({"zone": "DE"})
+    with pytest.raises(BadPayloadError) as info:
+        em.get_forecast()
+    err = info.value
+    assert (err.reason, err.service, err.zone) == ("missing_field", "electricitymaps", "DE")
+    assert "the response lacks a 'forecast' list" in str(err)
+
+
+def test_airflow_config_supplies_defaults(httpserver, connection, monkeypatch, tmp_path):
+    """[carbon] cache_dir (AIRFLOW__CARBON__CACHE_DIR) applies to every connection that does not set it."""
+    monkeypatch.setenv("AIRFLOW__CARBON__CACHE_DIR", str(tmp_path))
+    connection("em_conf", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN, extra={"zone": "DE"})
+    httpserver.expect_request(PATH).respond_with_handler(slow_forecast(0))
+    ElectricityMapsHook("em_conf").get_forecast()
+    assert len(list(tmp_path.glob("*.json"))) == 1

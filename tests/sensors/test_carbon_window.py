@@ -1,0 +1,332 @@
+"""CarbonWindowSensor against a local server in Electricity Maps format, its trigger driven by a controlled clock."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from airflow_provider_carbon.core.exceptions import ServiceUnavailableError
+from airflow_provider_carbon.core.forecast import Forecast
+from airflow_provider_carbon.core.windows import find_best_window
+from airflow_provider_carbon.hooks.cache import forecast_cache
+from airflow_provider_carbon.operators.links import ElectricityMapsZoneLink
+from airflow_provider_carbon.operators.plan import CarbonPlanOperator
+from airflow_provider_carbon.sensors.carbon_window import CarbonWindowSensor
+from tests.em_server import FAILURE_MODES, EmGrid
+from tests.waiting import Clock, context, run_trigger
+
+T0 = datetime(2025, 6, 1, 22, tzinfo=timezone.utc)  # midnight in Berlin
+H = timedelta(hours=1)
+VALUES = [400, 380, 300, 200, 150, 160, 300, 350, 420, 450, 460, 470, 480, 490, 500, 510] + [520] * 20
+
+
+@pytest.fixture
+def grid(httpserver, monkeypatch):
+    grid = EmGrid(T0, VALUES)
+    url = grid.install(httpserver)
+    monkeypatch.setenv("AIRFLOW_CONN_GRID", grid.connection(url))
+    return grid
+
+
+def sensor(**kwargs):
+    args = {"task_id": "wait", "carbon_conn_id": "grid", "zone": "DE", "expected_duration": 2 * H,
+            "max_delay": 10 * H, "fallback_timezone": "Europe/Berlin", "deferrable": True}
+    args.update(kwargs)
+    return CarbonWindowSensor(**args)
+
+
+def defer(task, ctx):
+    with pytest.raises(TaskDeferred) as info:
+        task.execute(ctx)
+    return info.value
+
+
+def optimum(grid, now, duration, latest_start):
+    fc = Forecast.from_points([(grid.start + i * grid.step, v) for i, v in enumerate(grid.values)])
+    return find_best_window(fc, duration, earliest=now, latest_start=latest_start)
+
+
+def test_defers_to_exactly_the_optimum_and_records_the_decision(grid, monkeypatch):
+    ctx = context(T0)
+    with Clock(T0 + timedelta(minutes=7)) as clock:
+        deferred = defer(task := sensor(), ctx)
+        expected = optimum(grid, clock.now(), 2 * H, T0 + 10 * H)
+        record = ctx["ti"].xcom["carbon_decision"]
+        assert record["planned_start"] == expected.start.isoformat() == (T0 + 4 * H).isoformat()
+        assert record["planned_end"] == (T0 + 6 * H).isoformat()
+        assert record["zone"] == "DE" and record["source"] == "electricitymaps"
+        assert record["signal"] == "average" and record["unit"] == "gCO2eq/kWh"
+        assert record["expected_intensity"] == 155 and record["intensity_if_now"] == pytest.approx(
+            expected.baseline_intensity)
+        assert record["expected_saving_pct"] == pytest.approx(expected.saving_pct)
+        assert record["forecast_generated_at"] is not None
+        assert record["used_fallback"] is False and record["fallback_reason"] is None
+        assert record["replans"] == [] and record["latest_start"] == (T0 + 10 * H).isoformat()
+        # the trigger carries only primitives, and enough time to reach the deadline
+        assert deferred.method_name == "execute_complete"
+        assert deferred.timeout >= 10 * H - timedelta(minutes=7)
+        event = run_trigger(deferred.trigger, clock, monkeypatch)
+        assert clock.now() == T0 + 4 * H  # released at the optimum, to the microsecond
+    result = task.execute_complete(ctx, event.payload)
+    assert result["released_at"] == (T0 + 4 * H).isoformat()
+    assert result["release_reason"] == "planned start (optimum)"
+    assert result["observed_intensity_at_start"] == 150
+    assert ctx["ti"].xcom["carbon_decision"] == result
+    assert ElectricityMapsZoneLink().get_link(task, ti_key=None) == "https://app.electricitymaps.com/zone/DE"
+
+
+def test_recheck_moves_the_start_when_the_optimum_moves(grid, monkeypatch):
+    ctx = context(T0)
+    with Clock(T0) as clock:
+        deferred = defer(sensor(recheck_interval=H), ctx)
+        assert deferred.trigger.decision["planned_start"] == (T0 + 4 * H).isoformat()
+
+        def wind_arrives():  # a new forecast: 02:00-04:00 is now cleaner
+            grid.values = grid.values[:2] + [90, 90] + grid.values[4:]
+            forecast_cache.clear()
+
+        clock.at(T0 + 30 * timedelta(minutes=1), wind_arrives)
+        event = run_trigger(deferred.trigger, clock, monkeypatch)
+        assert clock.now() == T0 + 2 * H
+    record = event.payload["decision"]
+    assert [r["cause"] for r in record["replans"]] == ["re-check: the optimum moved"]
+    assert record["replans"][0]["new_start"] == (T0 + 2 * H).isoformat()
+
+
+def test_deviation_at_the_start_replans_once(grid, monkeypatch):
+    grid.observed_offset[4] = 400  # forecast said 150 for 02:00-03:00; reality is far dirtier
+    ctx = context(T0)
+    with Clock(T0) as clock:
+        deferred = defer(sensor(), ctx)
+
+        def forecast_updates():  # the fresh forecast knows 02:00-03:00 is bad
+            grid.values = grid.values[:4] + [400] + grid.values[5:]
+
+        clock.at(T0 + 4 * H, forecast_updates)
+        event = run_trigger(deferred.trigger, clock, monkeypatch)
+        released = clock.now()
+    record = event.payload["decision"]
+    assert [r["cause"] for r in record["replans"]] == ["deviation: observed 400 > forecast 150 + 20 %"]
+    assert released == datetime.fromisoformat(record["planned_start"]) > T0 + 4 * H
+    assert released <= T0 + 10 * H
+
+
+def test_token_revoked_mid_wait_still_releases_as_planned(grid, monkeypatch):
+    ctx = context(T0)
+    with Clock(T0) as clock:
+        deferred = defer(sensor(recheck_interval=H), ctx)
+        grid.failures.extend(["401"] * 100)
+        run_trigger(deferred.trigger, clock, monkeypatch)
+        assert clock.now() == T0 + 4 * H
+
+
+@pytest.mark.parametrize(
+    ("run_start", "expected", "night"),
+    [
+        (datetime(2025, 3, 29, 23, tzinfo=timezone.utc), datetime(2025, 3, 30, 1, tzinfo=timezone.utc),
+         "spring forward: 02:00 is skipped, 03:00 CEST"),
+        (datetime(2025, 10, 25, 22, tzinfo=timezone.utc), datetime(2025, 10, 26, 0, tzinfo=timezone.utc),
+         "fall back: the first 02:00 (CEST)"),
+        (datetime(2025, 6, 1, 22, tzinfo=timezone.utc), datetime(2025, 6, 2, 0, tzinfo=timezone.utc),
+         "an ordinary night: 02:00 CEST"),
+    ],
+)
+def test_api_down_falls_back_to_0200_berlin(httpserver, monkeypatch, run_start, expected, night):
+    grid = EmGrid(run_start, VALUES)
+    monkeypatch.setenv("AIRFLOW_CONN_GRID", grid.connection(grid.install(httpserver)))
+    grid.failures.extend(["503"] * 1000)
+    ctx = context(run_start)
+    with Clock(run_start + timedelta(minutes=1)) as clock:
+        deferred = defer(sensor(), ctx)
+        record = ctx["ti"].xcom["carbon_decision"]
+        assert record["used_fallback"] is True, night
+        assert record["planned_start"] == expected.isoformat(), night
+        assert "ServiceUnavailableError" in record["fallback_reason"]
+        event = run_trigger(deferred.trigger, clock, monkeypatch)
+        assert clock.now() == expected, night
+    assert event.payload["decision"]["release_reason"] == "fallback time (02:00)"
+
+
+def test_fallback_now_runs_at_once(grid):
+    grid.failures.extend(["500"] * 10)
+    ctx = context(T0)
+    with Clock(T0):
+        result = sensor(fallback="now").execute(ctx)
+    assert result["used_fallback"] is True and result["planned_start"] == T0.isoformat()
+    assert result["release_reason"] == "the planned start is now"
+
+
+def test_fallback_fail_raises_the_typed_error(grid):
+    grid.failures.extend(["500"] * 10)
+    with Clock(T0), pytest.raises(ServiceUnavailableError, match="after 4 attempts"):
+        sensor(fallback="fail").execute(context(T0))
+
+
+def test_bad_token_fails_over_to_the_fallback(httpserver, monkeypatch):
+    grid = EmGrid(T0, VALUES)
+    url = grid.install(httpserver)
+    monkeypatch.setenv("AIRFLOW_CONN_GRID", grid.connection(url).replace("grid-token-7f3a9c", "wrong-token"))
+    ctx = context(T0)
+    with Clock(T0):
+        defer(sensor(), ctx)
+    record = ctx["ti"].xcom["carbon_decision"]
+    assert record["used_fallback"] and record["fallback_reason"].startswith("AuthenticationError")
+    assert "wrong-token" not in str(record)
+
+
+def test_missing_connection_falls_back_or_fails():
+    with Clock(T0):
+        ctx = context(T0)
+        deferred = defer(sensor(carbon_conn_id="nope"), ctx)
+        assert ctx["ti"].xcom["carbon_decision"]["used_fallback"]
+        assert deferred.trigger.hook_class == ""
+        with pytest.raises(Exception, match="nope"):
+            sensor(carbon_conn_id="nope", fallback="fail").execute(context(T0))
+
+
+def test_wait_from_a_plan_task(grid, monkeypatch):
+    ctx = context(T0)
+    with Clock(T0) as clock:
+        planned = CarbonPlanOperator(task_id="plan_window", carbon_conn_id="grid", zone="DE",
+                                     expected_duration="PT2H", max_delay=10 * 3600,
+                                     fallback_timezone="Europe/Berlin").execute(ctx)
+        assert planned["planned_start"] == (T0 + 4 * H).isoformat()
+        requests_before = len(grid.requests)
+        # what Jinja renders for "{{ ti.xcom_pull(task_ids='plan_window') }}": the dict's Python repr
+        deferred = defer(sensor(plan=str(planned)), context(T0))
+        assert len(grid.requests) == requests_before  # no second forecast call
+        run_trigger(deferred.trigger, clock, monkeypatch)
+        assert clock.now() == T0 + 4 * H
+
+
+def test_plan_after_this_sensors_deadline_is_clamped(grid):
+    ctx = context(T0)
+    with Clock(T0):
+        planned = CarbonPlanOperator(task_id="p", carbon_conn_id="grid", expected_duration=2 * H,
+                                     max_delay=10 * H).execute(ctx)
+        deferred = defer(sensor(plan=planned, max_delay=H), context(T0))
+    record = deferred.trigger.decision
+    assert record["planned_start"] == (T0 + H).isoformat()
+    assert record["replans"][0]["cause"] == "the given plan starts after this sensor's deadline"
+
+
+def test_non_deferrable_pokes_release_at_the_nearest_poke(grid):
+    task = sensor(deferrable=False, poke_interval=600)
+    ctx = context(T0)
+    with Clock(T0) as clock:
+        assert task.poke(ctx) is False
+        clock.shift((4 * H - timedelta(minutes=6)).total_seconds())  # 01:54: more than half a poke early
+        assert task.poke(ctx) is False
+        clock.shift(120)  # 01:56: within half a poke (5 min) of 02:00
+        released = task.poke(ctx)
+    assert released.is_done and released.xcom_value["release_reason"] == "planned start"
+    assert released.xcom_value["planned_start"] == (T0 + 4 * H).isoformat()
+
+
+def test_non_deferrable_never_pokes_past_the_deadline(grid):
+    grid.values = [500] * 2 + [100] * 34  # the best window is beyond a 1 h deadline
+    task = sensor(deferrable=False, poke_interval=600, max_delay=H)
+    ctx = context(T0)
+    with Clock(T0 + timedelta(minutes=52)):  # plan: 23:00, 8 min away; the next poke (23:02) would be late
+        released = task.poke(ctx)
+    assert released.is_done and released.xcom_value["release_reason"].startswith("deadline")
+
+
+def test_deferrable_default_is_read_when_the_sensor_is_created(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "True")
+    assert sensor(deferrable=None).deferrable is True
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "False")
+    assert sensor(deferrable=None).deferrable is False
+
+
+def test_no_work_in_init(httpserver, monkeypatch):
+    """Building the sensor (DAG parse) makes no request and reads no connection."""
+    monkeypatch.delenv("AIRFLOW_CONN_GRID", raising=False)
+    sensor(zone="{{ params.zone }}", latest_start="{{ data_interval_end }}")
+    assert httpserver.log == []
+
+
+def test_timeout_covers_a_long_deadline_unless_the_user_set_one(grid, caplog):
+    with Clock(T0):
+        deferred = defer(task := sensor(max_delay=timedelta(days=9)), context(T0))
+        assert deferred.timeout >= timedelta(days=9)
+        assert task.timeout >= timedelta(days=9).total_seconds()
+        deferred = defer(task := sensor(max_delay=timedelta(days=9), timeout=3600), context(T0))
+        assert deferred.timeout == timedelta(hours=1)
+
+
+def test_naive_deadline_is_refused(grid):
+    with pytest.raises(ValueError, match="has no timezone"):
+        sensor(latest_start="2025-06-02T04:00:00").execute(context(T0))
+
+
+def test_link_without_a_zone_is_empty():
+    assert ElectricityMapsZoneLink().get_link(SimpleNamespace(zone=None), ti_key=None) == ""
+
+
+# -- the guarantee, property-based ---------------------------------------------------------------------------------
+
+
+@st.composite
+def scenarios(draw, *, failures: bool):
+    n = draw(st.integers(6, 30))
+    values = draw(st.lists(st.integers(50, 800), min_size=n, max_size=n))
+    start_offset = draw(st.integers(0, 3599))  # seconds into the first hour: "now" is off any grid
+    duration = draw(st.integers(1, 4)) * H
+    max_delay = draw(st.integers(1, n)) * H
+    modes = st.lists(st.sampled_from(FAILURE_MODES), min_size=1 if failures else 0, max_size=12 if failures else 0)
+    before, during = draw(modes), draw(modes)
+    recheck = draw(st.sampled_from([H / 2, H, 3 * H]))
+    return values, start_offset, duration, max_delay, before, during, recheck
+
+
+def run_scenario(httpserver, monkeypatch, scenario):
+    """Plan with the sensor, wait with the trigger on a controlled clock; return (now, deadline, release, grid)."""
+    values, start_offset, duration, max_delay, before, during, recheck = scenario
+    httpserver.clear()
+    forecast_cache.clear()
+    grid = EmGrid(T0, values)
+    monkeypatch.setenv("AIRFLOW_CONN_GRID", grid.connection(grid.install(httpserver), max_attempts=2))
+    now = T0 + timedelta(seconds=start_offset)
+    ctx = context(now)
+    task = sensor(expected_duration=duration, max_delay=max_delay, recheck_interval=recheck)
+    grid.failures.extend(before)
+    with Clock(now) as clock:
+        try:
+            result = task.execute(ctx)
+        except TaskDeferred as deferred:
+            grid.failures.clear()
+            grid.failures.extend(during)  # whatever planning left unused is dropped: these hit the wait
+            run_trigger(deferred.trigger, clock, monkeypatch)
+            released = clock.now()
+        else:  # not deferred: released at once by execute()
+            released = clock.now()
+            assert datetime.fromisoformat(result["released_at"]) == released
+    return now, now + max_delay, released, grid
+
+
+SLOW_EXAMPLES = settings(max_examples=60, deadline=None,
+                         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+@SLOW_EXAMPLES
+@given(scenarios(failures=True))
+def test_released_by_the_deadline_whatever_the_api_does(httpserver, monkeypatch, scenario):
+    now, deadline, released, _ = run_scenario(httpserver, monkeypatch, scenario)
+    assert now <= released <= deadline
+
+
+@SLOW_EXAMPLES
+@given(scenarios(failures=False))
+def test_released_at_the_optimum_when_nothing_fails(httpserver, monkeypatch, scenario):
+    now, deadline, released, grid = run_scenario(httpserver, monkeypatch, scenario)
+    duration = scenario[2]
+    if now + duration > grid.end:  # the job does not fit the forecast at all: the 02:00 fallback, by the deadline
+        assert now <= released <= deadline
+    else:
+        assert released == optimum(grid, now, duration, deadline).start

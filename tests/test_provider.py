@@ -1,0 +1,93 @@
+"""The package as Airflow sees it: entry point, provider info, discovery, and a cheap import."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib.metadata import distribution, entry_points
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+import airflow_provider_carbon
+from airflow_provider_carbon import get_provider_info
+
+
+def test_provider_info_passes_airflows_schema():
+    import airflow
+
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    jsonschema.validate(get_provider_info(), schema)
+
+
+def test_package_name_matches_the_distribution():
+    # Airflow refuses to load a provider whose package-name differs from its canonical distribution name.
+    assert get_provider_info()["package-name"] == distribution("airflow-provider-carbon").metadata["Name"]
+    assert distribution("airflow-provider-carbon").version == airflow_provider_carbon.__version__
+
+
+def test_entry_point_is_registered():
+    (ep,) = [ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_provider_carbon")]
+    assert ep.value == "airflow_provider_carbon:get_provider_info"
+    assert ep.load() is get_provider_info
+
+
+def test_declared_classes_import():
+    """Every module and class the provider info names must import (Airflow imports them lazily, by string)."""
+    import importlib
+
+    info = get_provider_info()
+    for kind in ("hooks", "sensors", "operators", "triggers"):
+        for entry in info.get(kind, []):
+            for module in entry["python-modules"]:
+                importlib.import_module(module)
+    for conn in info.get("connection-types", []):
+        module, _, name = conn["hook-class-name"].rpartition(".")
+        hook = getattr(importlib.import_module(module), name)
+        assert hook.conn_type == conn["connection-type"]
+    for path in info.get("extra-links", []):
+        module, _, name = path.rpartition(".")
+        getattr(importlib.import_module(module), name)
+
+
+def _run(code: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=os.environ.copy()
+    ).stdout
+
+
+def test_top_level_import_loads_nothing_heavy():
+    """DAG files import us at every parse: no numpy, pandas, requests or airflow until something is used."""
+    out = _run(
+        "import sys, airflow_provider_carbon as p; p.get_provider_info();"
+        "print([m for m in ('numpy', 'pandas', 'requests', 'airflow') if m in sys.modules])"
+    )
+    assert out.strip() == "[]"
+
+
+def test_lazy_public_names():
+    out = _run(
+        "import airflow_provider_carbon as p; from airflow_provider_carbon import find_best_window, Forecast;"
+        "print(find_best_window.__module__, Forecast.__module__, 'rank_windows' in dir(p))"
+    )
+    assert out.split() == ["airflow_provider_carbon.core.windows", "airflow_provider_carbon.core.forecast", "True"]
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        airflow_provider_carbon.nope  # noqa: B018
+
+
+@pytest.mark.slow
+def test_airflow_providers_list_shows_the_provider():
+    airflow = Path(sys.executable).with_name("airflow")
+    result = subprocess.run(
+        [str(airflow), "providers", "list", "--output", "json"],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    providers = {p["package_name"]: p for p in json.loads(result.stdout)}
+    assert providers["airflow-provider-carbon"]["version"] == airflow_provider_carbon.__version__
