@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -25,6 +26,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class ApiError(urllib.error.HTTPError):
+    """An HTTP error from the stack's REST API that carries the response body and, for a 5xx, the server's log."""
+
+    def __init__(self, method: str, path: str, error: urllib.error.HTTPError, server_log: str) -> None:
+        self.body = error.read().decode(errors="replace")
+        super().__init__(error.url, error.code, error.msg, error.hdrs, None)
+        self.summary = f"{method} {path} -> {error.code} {error.msg}: {self.body[:2000]}"
+        if server_log:
+            self.summary += f"\n--- api-server log ---\n{server_log}"
+
+    def __str__(self) -> str:
+        return self.summary
 
 
 class AirflowStack:
@@ -46,7 +61,9 @@ class AirflowStack:
             ),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            # Four processes write to one SQLite file: wait up to 30 s for a lock instead of pysqlite's 5 s (a CI
+            # run once failed a trigger with a 500 while the scheduler held the write lock); see also migrate().
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=30",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__BASE_URL": self.base_url,
@@ -64,6 +81,11 @@ class AirflowStack:
     def migrate(self) -> None:
         result = self.run("db", "migrate")
         assert result.returncode == 0, result.stderr[-3000:]
+        if self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite"):
+            # Write-ahead logging (stored in the file, so every process gets it): readers no longer block the one
+            # writer, which is what makes several Airflow processes on one SQLite file behave under load.
+            with sqlite3.connect(self.home / "airflow.db") as db:
+                assert db.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
 
     def start(self, name: str, *args: str) -> None:
         log = open(self.home / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
@@ -111,8 +133,19 @@ class AirflowStack:
             headers["Authorization"] = f"Bearer {self._token()}"
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
-        with urllib.request.urlopen(req, timeout=30) as response:
-            return json.loads(response.read() or b"null")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            raise ApiError(method, path, error, self._server_traceback() if error.code >= 500 else "") from None
+
+    def _server_traceback(self) -> str:
+        """The api-server's last traceback, so a 500 in a test says what went wrong on the server."""
+        if "api-server" not in self.procs:
+            return ""
+        text = self.log("api-server")
+        start = text.rfind("Traceback (most recent call last)")
+        return text[start:][-4000:] if start >= 0 else text[-2000:]
 
     def _token(self) -> str:
         if not getattr(self, "_cached_token", None):
