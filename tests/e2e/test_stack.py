@@ -90,9 +90,15 @@ def start_stack(home: Path, simulator: str, extra_env: dict[str, str] | None = N
         # hours (a 2 h job) against a simulator that compresses a night into two minutes: it would wait until its
         # 02:00 fallback and, with max_active_runs=1, hold back the runs the tests trigger. Fail it.
         wait_until(lambda: scheduled_runs(stack), 60, "the scheduler to create the catch-up run")
-        for run_id in scheduled_runs(stack):
+        failed = scheduled_runs(stack)
+        for run_id in failed:
             quoted = urllib.parse.quote(run_id, safe="")
             stack.request("PATCH", f"/api/v2/dags/{NIGHTLY}/dagRuns/{quoted}", {"state": "failed"})
+        # Its first task may still be running and calling the execution API. Wait until it has stopped: Airflow
+        # 3.3's api-server commits its audit log (on every POST/PATCH) from the event loop, so on SQLite a test's
+        # POST that meets a task's open write transaction in the same api-server blocks both until the busy timeout
+        # (a CI run failed a trigger that way).
+        wait_until(lambda: settled(stack, NIGHTLY, failed), 120, "the catch-up run's tasks to stop")
         yield stack
     finally:
         stack.stop()
@@ -119,6 +125,19 @@ def wait_until(check, timeout: float, what: str) -> None:
 def scheduled_runs(stack: AirflowStack) -> list[str]:
     runs = stack.request("GET", f"/api/v2/dags/{NIGHTLY}/dagRuns?run_type=scheduled")["dag_runs"]
     return [r["dag_run_id"] for r in runs if r["state"] not in ("failed", "success")]
+
+
+def settled(stack: AirflowStack, dag_id: str, run_ids: list[str], quiet: float = 3.0) -> bool:
+    """No task instance of these runs is unfinished, and nothing has called the execution API for ``quiet`` s."""
+    for run_id in run_ids:
+        if any(state not in ("success", "failed", "skipped", "upstream_failed", "removed", None)
+               for state in task_states(stack, dag_id, run_id).values()):
+            return False
+    calls = [line for line in stack.log("api-server").splitlines() if "path=/execution/" in line]
+    if not calls:
+        return True
+    last = datetime.fromisoformat(calls[-1].split()[0].replace("Z", "+00:00"))
+    return datetime.now(timezone.utc) - last >= timedelta(seconds=quiet)
 
 
 def healthy(stack: AirflowStack) -> bool:
