@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import requests
 import tenacity
 from airflow.sdk import BaseHook
+from requests.exceptions import ChunkedEncodingError, ContentDecodingError
 
 from airflow_provider_carbon import __version__
 from airflow_provider_carbon.core.exceptions import (
@@ -86,15 +87,16 @@ class Location:
 def parse_timestamp(value: str) -> datetime:
     """Parse the ISO 8601 forms the carbon APIs send into an aware UTC datetime.
 
-    Handles a trailing ``Z`` and up to 7 fractional digits (.NET), which ``datetime.fromisoformat`` on Python 3.10
-    refuses, and minute-only times (``2018-01-20T12:00Z``, UK API).
+    Handles a trailing ``Z``, any number of fractional digits (.NET sends up to 7 and trims trailing zeros, while
+    ``datetime.fromisoformat`` on Python 3.10 takes exactly 3 or 6), and minute-only times (``2018-01-20T12:00Z``,
+    UK API).
 
     :raises ValueError: if it does not parse or has no offset.
     """
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)  # .NET's 7-digit fractions
+    text = re.sub(r"\.(\d+)", lambda m: "." + (m.group(1) + "000000")[:6], text)  # microseconds, 6 digits
     text = re.sub(r"T(\d{2}:\d{2})(?=[+-])", r"T\1:00", text)  # HH:MM without seconds
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
@@ -213,6 +215,23 @@ class CarbonIntensityHook(BaseHook):
                 hint=f"fix the '{name}' extra of connection {self.carbon_conn_id!r}",
             ) from None
 
+    def flag(self, name: str) -> bool:
+        """A yes/no setting. Extras set in a URI or an environment variable arrive as strings, and
+        ``bool("false")`` is true, so strings are read as words."""
+        value = self.setting(name)
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word in ("true", "1", "yes", "on"):
+                return True
+            if word in ("false", "0", "no", "off", ""):
+                return False
+            raise InvalidRequestError(
+                f"setting {name}={value!r} is not true or false",
+                service=self.service,
+                hint=f"fix the '{name}' extra of connection {self.carbon_conn_id!r}",
+            )
+        return bool(value)
+
     @property
     def base_url(self) -> str:
         """Service root URL: the connection's host (with scheme and path), else the service's public default."""
@@ -254,8 +273,15 @@ class CarbonIntensityHook(BaseHook):
             self.session.close()
             del self.__dict__["session"]
 
+    @property
+    def token(self) -> str | None:
+        """The connection's password, without the whitespace a paste leaves around it (a newline in a header value
+        makes requests raise an error that quotes the value)."""
+        return (self.connection.password or "").strip() or None
+
     def _secrets(self) -> list[str]:
-        return [s for s in (self.connection.password,) if s]
+        raw = self.connection.password or ""
+        return [s for s in {raw, raw.strip()} if s]
 
     def redact(self, text: str) -> str:
         """Replace any credential of the connection found in ``text`` (error bodies may echo a request)."""
@@ -312,9 +338,20 @@ class CarbonIntensityHook(BaseHook):
                     service=self.service,
                     zone=zone,
                 ) from None
-            except requests.ConnectionError as err:
+            except (requests.ConnectionError, ChunkedEncodingError, ContentDecodingError) as err:
+                # refused, reset, or dropped in the middle of the body: transient, so retried
                 raise ServiceUnavailableError(
-                    f"could not connect to {self.base_url} ({type(err).__name__})", service=self.service, zone=zone
+                    f"could not connect to {self.base_url} or read its answer ({type(err).__name__})",
+                    service=self.service, zone=zone,
+                ) from None
+            except requests.RequestException as err:
+                # e.g. InvalidHeader for a token pasted with a newline: requests' message quotes the header value,
+                # so only the class name may travel on (chained with `from None`)
+                raise InvalidRequestError(
+                    f"the request to {path} could not be sent ({type(err).__name__})",
+                    service=self.service, zone=zone,
+                    hint=f"check the host and the credentials of connection {self.carbon_conn_id!r} for stray "
+                    "characters",
                 ) from None
             self.log.info(
                 "%s GET %s (zone %s) -> HTTP %s in %.0f ms",
@@ -383,7 +420,7 @@ class CarbonIntensityHook(BaseHook):
         try:
             return response.json()
         except ValueError:
-            snippet = self.redact(response.text[:80])
+            snippet = self.redact(response.text)[:80]  # redact first: a cut could split a token
             raise BadPayloadError(
                 f"{path} answered with malformed JSON: {snippet!r}",
                 reason="malformed_json", service=self.service, zone=zone, status=response.status_code,
@@ -394,7 +431,7 @@ class CarbonIntensityHook(BaseHook):
         try:
             body = response.json()
         except ValueError:
-            return response.text.strip()[:200] or response.reason or "no details"
+            return self.redact(response.text).strip()[:200] or response.reason or "no details"
         if isinstance(body, dict):
             for key in ("message", "error", "detail", "title"):
                 value = body.get(key)
@@ -402,7 +439,7 @@ class CarbonIntensityHook(BaseHook):
                     return value
                 if isinstance(value, dict) and isinstance(value.get("message"), str):
                     return value["message"]
-        return str(body)[:200]
+        return self.redact(str(body))[:200]
 
     def error_from_response(self, response: requests.Response, zone: str | None) -> CarbonApiError:
         """Map an error status to its typed exception; subclasses refine 401/403 from the body."""

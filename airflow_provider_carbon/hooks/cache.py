@@ -37,7 +37,7 @@ class ForecastCache:
     """Cache of JSON-serialisable payloads keyed by strings, with single-flight fetching."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[float, Any]] = {}  # key -> (expires_at, payload)
+        self._entries: dict[str, tuple[float, Any]] = {}  # key -> (fetched_at, payload)
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -68,33 +68,35 @@ class ForecastCache:
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
+            # Entries carry when they were fetched, not when they expire: each caller judges freshness by its own
+            # TTL, and a payload read from the file cache keeps its age instead of starting a new TTL.
             entry = self._entries.get(key)
-            if entry is not None and entry[0] > time.time():
+            if entry is not None and _fresh(entry[0], ttl):
                 if on_hit:
                     on_hit("memory")
                 return entry[1]
             if cache_dir is None:
-                payload = fetch()
+                fetched_at, payload = time.time(), fetch()
             else:
-                payload = self._through_file(key, fetch, ttl, Path(cache_dir), on_hit)
-            self._entries[key] = (time.time() + ttl, payload)
+                fetched_at, payload = self._through_file(key, fetch, ttl, Path(cache_dir), on_hit)
+            self._entries[key] = (fetched_at, payload)
             return payload
 
     def _through_file(
         self, key: str, fetch: Callable[[], Any], ttl: float, directory: Path, on_hit: Callable[[str], None] | None
-    ) -> Any:
+    ) -> tuple[float, Any]:
         directory.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256(key.encode()).hexdigest()[:32]
         path = directory / f"{name}.json"
         with _file_lock(directory / f"{name}.lock"):
-            cached = _read_fresh(path, key)
+            cached = _read_fresh(path, key, ttl)
             if cached is not None:
                 if on_hit:
                     on_hit("file")
                 return cached
-            payload = fetch()
-            _write_atomic(path, {"key": key, "expires_at": time.time() + ttl, "payload": payload})
-            return payload
+            fetched_at, payload = time.time(), fetch()
+            _write_atomic(path, {"key": key, "fetched_at": fetched_at, "payload": payload})
+            return fetched_at, payload
 
 
 @contextlib.contextmanager
@@ -109,14 +111,20 @@ def _file_lock(path: Path) -> Iterator[None]:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def _read_fresh(path: Path, key: str) -> Any:
+def _fresh(fetched_at: float, ttl: float) -> bool:
+    return 0 <= time.time() - fetched_at < ttl
+
+
+def _read_fresh(path: Path, key: str, ttl: float) -> tuple[float, Any] | None:
+    """``(fetched_at, payload)`` of a file entry younger than ``ttl``, else ``None``."""
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # missing or half-written by a crashed process: fetch again
-    if data.get("key") != key or data.get("expires_at", 0) <= time.time():
+        fetched_at = float(data["fetched_at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # missing, from an older format, or half-written by a crashed process: fetch again
+    if data.get("key") != key or not _fresh(fetched_at, ttl):
         return None
-    return data.get("payload")
+    return fetched_at, data.get("payload")
 
 
 def _write_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -103,7 +103,7 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
         return region if provider == "azure" else None
 
     def _headers(self) -> dict[str, str] | None:
-        token = self.connection.password
+        token = self.token
         return {"Authorization": f"Bearer {token}"} if token else None
 
     def resolve_location(self, zone: str | None, lat: float | None, lon: float | None) -> Location:
@@ -214,7 +214,10 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
             return sorted(out, key=lambda e: e.time)
 
         def when(key: str) -> datetime | None:
-            return parse_timestamp(item[key]) if item.get(key) else None
+            try:
+                return parse_timestamp(item[key]) if item.get(key) else None
+            except (TypeError, ValueError):
+                raise self.missing(f"an ISO 8601 time with offset in {key!r} (got {item[key]!r})", zone) from None
 
         data = points("forecastData")
         if data and any(p.duration <= timedelta(0) for p in data):

@@ -98,10 +98,10 @@ class ElectricityMapsHook(CarbonIntensityHook):
         return _GRANULARITY_STEPS[name]
 
     def cache_key_extras(self) -> tuple[Any, ...]:
-        return (self.extras.get("emission_factor_type") or "lifecycle", bool(self.extras.get("disable_estimations")))
+        return (self.extras.get("emission_factor_type") or "lifecycle", self.flag("disable_estimations"))
 
     def _headers(self) -> dict[str, str]:
-        token = self.connection.password
+        token = self.token
         if not token:
             raise AuthenticationError(
                 "the connection has no API token",
@@ -116,8 +116,10 @@ class ElectricityMapsHook(CarbonIntensityHook):
         else:
             params = {"lat": f"{location.lat}", "lon": f"{location.lon}"}
         # Without this, an unresolvable location silently falls back to the *caller's IP* location: a worker in
-        # Virginia would get Virginia's grid for coordinates in the Atlantic. The docs name the flag two ways.
+        # Virginia would get Virginia's grid for coordinates in the Atlantic. The docs name the flag two ways and
+        # which one the live API honours is unconfirmed; an unknown parameter is ignored, so send both.
         params["disableCallerLookup"] = "true"
+        params["shouldUseFallbackCallerLookup"] = "false"
         return params
 
     def _granularity_name(self, step: timedelta | None) -> str:
@@ -131,7 +133,7 @@ class ElectricityMapsHook(CarbonIntensityHook):
     def _data_params(self) -> dict[str, str]:
         return {
             "emissionFactorType": self.extras.get("emission_factor_type") or "lifecycle",
-            "disableEstimations": "true" if self.extras.get("disable_estimations") else "false",
+            "disableEstimations": "true" if self.flag("disable_estimations") else "false",
         }
 
     # -- errors -------------------------------------------------------------------------------------------------

@@ -111,8 +111,9 @@ class WattTimeHook(CarbonIntensityHook):
 
     def _data(self, path: str, params: dict[str, Any], zone: str | None) -> Any:
         """A data call with the bearer token, logging in again once if the token was refused."""
+        headers = self._auth()  # outside the try: a refused *login* must not be taken for an expired token
         try:
-            return self.request_json(path, params=params, headers=self._auth(), zone=zone)
+            return self.request_json(path, params=params, headers=headers, zone=zone)
         except AuthenticationError as err:
             if err.status != 401:
                 raise
@@ -124,7 +125,8 @@ class WattTimeHook(CarbonIntensityHook):
 
     def error_from_response(self, response: requests.Response, zone: str | None) -> CarbonApiError:
         err = super().error_from_response(response, zone)
-        if response.request is not None and response.request.path_url.startswith("/login"):
+        login_url = f"{self.base_url}/login"
+        if response.request is not None and (response.request.url or "").split("?")[0] == login_url:
             if response.status_code in (401, 403):
                 return AuthenticationError(
                     err.detail, service=self.service, status=response.status_code,

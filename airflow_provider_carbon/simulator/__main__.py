@@ -2,7 +2,7 @@
 
 Examples::
 
-    # five synthetic zones, real time, on port 8765
+    # eight synthetic zones, real time, on port 8765
     python -m airflow_provider_carbon.simulator --port 8765
 
     # a whole night in two minutes: one simulated hour per 5 real seconds, starting at local midnight

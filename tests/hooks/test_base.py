@@ -104,6 +104,28 @@ class TestCache:
         assert [o[0].strip().splitlines()[-1] for o in outputs] == ["300.0"] * 4
         assert len(requests_to(httpserver, PATH)) == 1
 
+    def test_a_file_entry_keeps_its_age(self, httpserver, connection, tmp_path):
+        """An entry read from the file cache expires when the file's entry does, not a full TTL after the read;
+        and each caller judges freshness by its own TTL."""
+        connection("em_age", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN,
+                   extra={"zone": "DE", "cache_dir": str(tmp_path)})
+        httpserver.expect_request(PATH).respond_with_handler(slow_forecast(0))
+        from airflow_provider_carbon.hooks.cache import forecast_cache
+
+        with time_machine.travel(datetime.now(timezone.utc), tick=False) as clock:
+            ElectricityMapsHook("em_age").get_forecast()  # fetched at t0, into memory and file
+            forecast_cache.clear()  # as another process would start: only the file knows it
+            clock.shift(timedelta(minutes=14))
+            ElectricityMapsHook("em_age").get_forecast()  # served from the file, 14 min old
+            assert len(requests_to(httpserver, PATH)) == 1
+            clock.shift(timedelta(minutes=2))  # 16 min after the fetch: stale for the default 15 min
+            ElectricityMapsHook("em_age").get_forecast()
+            assert len(requests_to(httpserver, PATH)) == 2
+            clock.shift(timedelta(minutes=2))  # 2 min old: fresh for 15 min, stale for a caller wanting 1 min
+            ElectricityMapsHook("em_age").get_forecast()
+            ElectricityMapsHook("em_age", cache_ttl=60).get_forecast()
+        assert len(requests_to(httpserver, PATH)) == 3
+
     def test_file_cache_never_stores_a_failure(self, httpserver, connection, tmp_path):
         connection("em_files", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN,
                    extra={"zone": "DE", "cache_dir": str(tmp_path), "max_attempts": 1})
@@ -217,6 +239,10 @@ def test_hook_from_connection_type(connection, httpserver):
         ("2022-07-15T00:00:00+00:00", datetime(2022, 7, 15, tzinfo=timezone.utc)),
         ("2022-05-17T20:45:11.5092741+00:00", datetime(2022, 5, 17, 20, 45, 11, 509274, tzinfo=timezone.utc)),
         ("2025-03-30T03:00:00+02:00", datetime(2025, 3, 30, 1, tzinfo=timezone.utc)),
+        # .NET trims trailing zeros: 1, 2, 4 or 5 digits, which fromisoformat on Python 3.10 refuses
+        ("2022-05-17T20:45:11.5+00:00", datetime(2022, 5, 17, 20, 45, 11, 500000, tzinfo=timezone.utc)),
+        ("2022-05-17T20:45:11.12+00:00", datetime(2022, 5, 17, 20, 45, 11, 120000, tzinfo=timezone.utc)),
+        ("2022-05-17T20:45:11.1234Z", datetime(2022, 5, 17, 20, 45, 11, 123400, tzinfo=timezone.utc)),
     ],
 )
 def test_parse_timestamp(text, expected):
@@ -251,3 +277,46 @@ def test_airflow_config_supplies_defaults(httpserver, connection, monkeypatch, t
     httpserver.expect_request(PATH).respond_with_handler(slow_forecast(0))
     ElectricityMapsHook("em_conf").get_forecast()
     assert len(list(tmp_path.glob("*.json"))) == 1
+
+
+def test_a_pasted_token_is_stripped_and_never_quoted(httpserver, connection, logs):
+    """A token pasted with a newline: sent stripped; and if a header still cannot be sent, requests' message (which
+    quotes the header value) never reaches the typed error."""
+    connection("em_paste", "electricitymaps", httpserver.url_for("/v3"), password=f" {TOKEN}\n", extra={"zone": "DE"})
+    httpserver.expect_request(PATH, headers={"auth-token": TOKEN}).respond_with_json(em_forecast("DE", [300] * 25))
+    assert ElectricityMapsHook("em_paste").get_forecast().values[0] == 300
+
+    hook = ElectricityMapsHook("em_paste")
+    hook.session.headers["X-Broken"] = f"{TOKEN}\r\ninjected"  # requests refuses it with InvalidHeader
+    with pytest.raises(CarbonError) as info:
+        hook.get_latest()
+    err = info.value
+    assert type(err).__name__ == "InvalidRequestError" and "InvalidHeader" in str(err) and err.attempts == 1
+    assert err.__cause__ is None and err.__suppress_context__
+    assert TOKEN not in str(err) and TOKEN not in repr(err) and TOKEN not in logs()
+
+
+def test_a_body_cut_off_midway_is_retried_as_unavailable(em, httpserver):
+    """A chunked body that ends before its last chunk (ChunkedEncodingError in requests) is a transient failure."""
+    import socket
+    import socketserver
+
+    class Truncating(socketserver.BaseRequestHandler):
+        def handle(self):
+            self.request.recv(65536)
+            self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"for\r\n")
+            self.request.shutdown(socket.SHUT_RDWR)
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Truncating) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        os.environ["AIRFLOW_CONN_EM_CUT"] = json.dumps({
+            "conn_type": "electricitymaps", "host": f"http://127.0.0.1:{server.server_address[1]}/v3",
+            "password": TOKEN, "extra": {"zone": "DE", "max_attempts": 2, "retry_backoff": 0.01, "cache_ttl": 0}})
+        try:
+            with pytest.raises(ServiceUnavailableError) as info:
+                ElectricityMapsHook("em_cut").get_forecast()
+        finally:
+            del os.environ["AIRFLOW_CONN_EM_CUT"]
+            server.shutdown()
+    assert info.value.attempts == 2 and "ChunkedEncodingError" in str(info.value)

@@ -47,6 +47,20 @@ def test_forecast_uses_raw_periods(hook, httpserver):
     assert fc.generated_at == datetime(2022, 7, 19, 13, 35, 0, 123456, tzinfo=timezone.utc)
 
 
+@time_machine.travel(T0 - timedelta(minutes=20), tick=True)
+def test_trimmed_fractions_parse_and_a_bad_time_is_a_bad_payload(hook, httpserver):
+    body = dto("northeurope", [532.02, 448.44, 500.0])
+    body["generatedAt"] = "2022-07-19T13:35:00.12+00:00"  # .NET trims trailing zeros
+    httpserver.expect_request("/emissions/forecasts/current").respond_with_json([body])
+    fc = hook.get_forecast(min_horizon=timedelta(minutes=30))
+    assert fc.generated_at == datetime(2022, 7, 19, 13, 35, 0, 120000, tzinfo=timezone.utc)
+
+    httpserver.clear()
+    httpserver.expect_request("/emissions/forecasts/current").respond_with_json([{**body, "generatedAt": "soon"}])
+    with pytest.raises(BadPayloadError, match="'generatedAt'"):
+        hook.get_forecast(min_horizon=timedelta(minutes=30), use_cache=False)
+
+
 def test_current_forecasts_for_several_locations_with_window(hook, httpserver):
     optimal = [{"location": "IE", "timestamp": (T0 + timedelta(minutes=10)).isoformat(), "duration": 20,
                 "value": 470.0}]

@@ -12,6 +12,8 @@ from airflow_provider_carbon.core.forecast import Signal
 from airflow_provider_carbon.hooks.electricitymaps import ElectricityMapsHook
 from tests.hooks.conftest import TOKEN, em_forecast, iso_z, requests_to, this_hour
 
+NO_CALLER_LOOKUP = {"disableCallerLookup": "true", "shouldUseFallbackCallerLookup": "false"}
+
 LATEST = {
     "zone": "DE", "carbonIntensity": 302, "datetime": "2024-03-06T19:00:00.000Z",
     "updatedAt": "2024-03-06T18:48:27.926Z", "createdAt": "2024-03-03T19:47:16.265Z",
@@ -31,7 +33,7 @@ def test_forecast_request_and_parsing(hook, httpserver):
     start = this_hour()
     httpserver.expect_request(
         "/v3/carbon-intensity/forecast",
-        query_string={"zone": "FR", "disableCallerLookup": "true", "horizonHours": "48",
+        query_string={"zone": "FR", **NO_CALLER_LOOKUP, "horizonHours": "48",
                       "temporalGranularity": "15_minutes"},
         headers={"auth-token": TOKEN},
     ).respond_with_json(em_forecast("FR", [50 + i for i in range(4 * 40)], start=start, step=timedelta(minutes=15)))
@@ -46,7 +48,7 @@ def test_forecast_request_and_parsing(hook, httpserver):
 
 def test_forecast_horizon_rounds_up_to_an_offered_one(hook, httpserver):
     httpserver.expect_request(
-        "/v3/carbon-intensity/forecast", query_string={"zone": "DE", "disableCallerLookup": "true",
+        "/v3/carbon-intensity/forecast", query_string={"zone": "DE", **NO_CALLER_LOOKUP,
                                                        "horizonHours": "72", "temporalGranularity": "hourly"}
     ).respond_with_json(em_forecast("DE", [300] * 73))
     assert len(hook.get_forecast(horizon=timedelta(hours=60))) == 73
@@ -63,13 +65,34 @@ def test_forecast_nulls_are_skipped(hook, httpserver):
 def test_latest_with_coordinates_and_flags(hook, httpserver):
     httpserver.expect_request(
         "/v3/carbon-intensity/latest",
-        query_string={"lat": "48.1", "lon": "11.6", "disableCallerLookup": "true", "temporalGranularity": "hourly",
+        query_string={"lat": "48.1", "lon": "11.6", **NO_CALLER_LOOKUP, "temporalGranularity": "hourly",
                       "emissionFactorType": "direct", "disableEstimations": "true"},
         headers={"auth-token": TOKEN},
     ).respond_with_json(LATEST)
     fc = hook.get_latest(lat=48.1, lon=11.6)
     assert fc.zone == "DE" and fc.values.tolist() == [302.0] and fc.estimated.tolist() == [True]
     assert fc.start == datetime(2024, 3, 6, 19, tzinfo=timezone.utc) and fc.end == fc.start + timedelta(hours=1)
+
+
+@pytest.mark.parametrize(("value", "sent"), [("false", "false"), ("False", "false"), ("true", "true"), ("1", "true"),
+                                             (False, "false"), (True, "true")])
+def test_disable_estimations_reads_strings_as_words(httpserver, connection, value, sent):
+    """Extras from a URI or an environment variable are strings, and bool("false") is true."""
+    connection("em_flag", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN,
+               extra={"zone": "DE", "disable_estimations": value})
+    httpserver.expect_request("/v3/carbon-intensity/latest",
+                              query_string={"zone": "DE", **NO_CALLER_LOOKUP, "temporalGranularity": "hourly",
+                                            "emissionFactorType": "lifecycle", "disableEstimations": sent},
+                              ).respond_with_json(LATEST)
+    assert ElectricityMapsHook("em_flag").get_latest().values.tolist() == [302.0]
+
+
+def test_a_flag_that_is_not_a_word_is_refused(httpserver, connection):
+    connection("em_flag", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN,
+               extra={"zone": "DE", "disable_estimations": "maybe"})
+    with pytest.raises(InvalidRequestError, match="disable_estimations='maybe' is not true or false"):
+        ElectricityMapsHook("em_flag").get_latest()
+    assert httpserver.log == []
 
 
 def test_history_is_chunked_by_ten_days_and_skips_nulls(hook, httpserver):

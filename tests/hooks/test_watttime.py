@@ -92,6 +92,18 @@ def test_login_refused(httpserver, connection):
     assert requests_to(httpserver, "/v3/forecast") == []
 
 
+@pytest.mark.parametrize("prefix", ["", "/wt"])
+def test_a_refused_login_is_not_retried(httpserver, connection, prefix):
+    """A wrong password answers 401 at /login: one login request (WattTime limits logins), not a 'renewal' retry;
+    also when the host carries a path (a gateway in front of WattTime)."""
+    httpserver.expect_request(f"{prefix}/login").respond_with_json({"error": "unauthorized"}, status=401)
+    connection("wt_wrong", "watttime", httpserver.url_for(prefix), login="ada", password=PASSWORD,
+               extra={"region": "CAISO_NORTH"})
+    with pytest.raises(AuthenticationError, match="refused the username/password"):
+        WattTimeHook("wt_wrong").get_forecast()
+    assert len(requests_to(httpserver, f"{prefix}/login")) == 1
+
+
 def test_missing_credentials(httpserver, connection):
     connection("wt_none", "watttime", httpserver.url_for(""), extra={"region": "CAISO_NORTH"})
     with pytest.raises(AuthenticationError, match="needs the WattTime username"):
