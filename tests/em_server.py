@@ -9,6 +9,7 @@ per request (an empty queue means healthy), which is how tests script outages, g
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
@@ -35,6 +36,7 @@ class EmGrid:
         self.failures: deque[str] = deque()
         self.observed_offset: dict[int, float] = {}  # step index -> value /latest reports instead of the forecast
         self.requests: list[tuple[str, datetime]] = []
+        self.forecast_delay = 0.0  # real seconds every forecast answer takes (a slow API)
 
     @property
     def end(self) -> datetime:
@@ -82,6 +84,7 @@ class EmGrid:
 
     def _forecast(self, request: Request) -> Response:
         self.requests.append(("forecast", datetime.now(timezone.utc)))
+        time.sleep(self.forecast_delay)
         failure = self._failure(request)
         return failure or _json(self._forecast_body(), 200)
 

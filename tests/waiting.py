@@ -8,6 +8,7 @@ the clock forward by exactly the requested amount, so a wait of hours runs in mi
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -51,14 +52,20 @@ class Clock:
         await asyncio.sleep(0)
 
 
-def run_trigger(trigger: Any, clock: Clock, monkeypatch: Any, *, max_real_seconds: float = 60) -> Any:
-    """Run the trigger until its first event, sleeping on ``clock``; return the event."""
+def run_trigger(trigger: Any, clock: Clock, monkeypatch: Any, *, max_real_seconds: float = 60,
+                timings: list[float] | None = None) -> Any:
+    """Run the trigger until its first event, sleeping on ``clock``; return the event. ``timings`` receives the real
+    seconds until the event (before the event loop's shutdown, which waits for abandoned worker threads)."""
     monkeypatch.setattr(trigger_module, "_sleep", clock.sleep)
 
     async def main() -> Any:
         events = trigger.run()
+        started = time.monotonic()
         try:
-            return await asyncio.wait_for(events.__anext__(), max_real_seconds)
+            event = await asyncio.wait_for(events.__anext__(), max_real_seconds)
+            if timings is not None:
+                timings.append(time.monotonic() - started)
+            return event
         finally:
             await events.aclose()
             await trigger.cleanup()
@@ -67,10 +74,15 @@ def run_trigger(trigger: Any, clock: Clock, monkeypatch: Any, *, max_real_second
 
 
 class FakeTI:
-    """What the sensor uses of a task instance: XCom push. (The real one is exercised by ``airflow dags test``.)"""
+    """What the sensor uses of a task instance: XCom push and, in reschedule mode, the first poke's date. (The real
+    one is exercised by ``airflow dags test``.)"""
 
     def __init__(self) -> None:
         self.xcom: dict[str, Any] = {}
+        self.first_reschedule_date: datetime | None = None  # set by a test of a later poke in reschedule mode
+
+    def get_first_reschedule_date(self, context: Any) -> datetime | None:
+        return self.first_reschedule_date
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcom[key] = value

@@ -20,7 +20,7 @@ from airflow_provider_carbon.core.fallback import FallbackPolicy
 from airflow_provider_carbon.core.forecast import Forecast
 from airflow_provider_carbon.core.windows import Window, find_best_window, rank_windows
 
-__all__ = ["Decision", "PlanSpec", "plan"]
+__all__ = ["Decision", "PlanSpec", "plan", "revise"]
 
 #: why a start was chosen
 REASON_OPTIMUM = "optimum"
@@ -192,8 +192,11 @@ def plan(
     common = {"decided_at": now, "latest_start": spec.latest_start, "fallback": str(spec.fallback),
               "timezone": spec.timezone}
     if now >= spec.latest_start:
-        return Decision(planned_start=now, planned_end=now + duration, reason=REASON_DEADLINE, **common,
-                        **_forecast_meta(forecast))
+        # start now; if there is no forecast either, the record still says why (a failed or too slow request)
+        failed = forecast is None and error is not None
+        return Decision(planned_start=now, planned_end=now + duration, reason=REASON_DEADLINE,
+                        used_fallback=failed, fallback_reason=f"{type(error).__name__}: {error}" if failed else None,
+                        **common, **_forecast_meta(forecast))
     if forecast is not None:
         earliest = max(now, forecast.start)
         try:
@@ -203,6 +206,30 @@ def plan(
         else:
             return _from_forecast(spec, forecast, best, earliest, common)
     return _fallback(spec, now, error, common, forecast)
+
+
+def revise(spec: PlanSpec, current: Decision, forecast: Forecast | None, *, now: datetime) -> Decision:
+    """The plan to follow after a re-check at ``now`` while waiting: ``current``, or a new plan recorded as a
+    re-plan when ``forecast`` moves the optimum (or is usable again after a fallback).
+
+    Never raises: once a plan exists, a failed or unusable re-check keeps it, whatever the fallback policy (``fail``
+    applies only before the first plan), and a fallback never replaces a plan.
+    """
+    if forecast is None:
+        return current
+    try:
+        new = plan(spec, forecast, now=now)
+    except WindowError:  # unusable forecast under the "fail" policy: keep waiting for the plan we have
+        return current
+    if new.used_fallback:
+        return current
+    if current.used_fallback:
+        cause = "re-check: forecast available again"
+    elif new.planned_start != current.planned_start:
+        cause = "re-check: the optimum moved"
+    else:
+        return current
+    return current.replanned(new, cause, now)
 
 
 def _forecast_meta(forecast: Forecast | None) -> dict[str, Any]:

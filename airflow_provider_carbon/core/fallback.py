@@ -36,12 +36,17 @@ _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
 
 
 def resolve_timezone(tz: str | tzinfo) -> tzinfo:
-    """Return a tzinfo for an IANA name (``"Europe/Berlin"``) or pass a tzinfo through.
+    """Return a tzinfo for an IANA name (``"Europe/Berlin"``), a fixed offset (``"+02:00"``, the name pendulum
+    gives a DAG timezone made from an offset), or pass a tzinfo through.
 
     :raises ValueError: for an unknown name.
     """
     if isinstance(tz, tzinfo):
         return tz
+    offset = re.fullmatch(r"([+-])(\d{2}):(\d{2})", tz.strip())
+    if offset:
+        sign = -1 if offset.group(1) == "-" else 1
+        return timezone(sign * timedelta(hours=int(offset.group(2)), minutes=int(offset.group(3))))
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):

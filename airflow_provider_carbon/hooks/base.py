@@ -215,6 +215,14 @@ class CarbonIntensityHook(BaseHook):
                 hint=f"fix the '{name}' extra of connection {self.carbon_conn_id!r}",
             ) from None
 
+    def limit_time(self, seconds: float) -> None:
+        """Cap the timeouts and the retry budget of later calls at ``seconds``, for a caller with a deadline
+        (one call may still take up to ``max_attempts`` times that; callers that must not wait longer also bound
+        the call from outside)."""
+        limit = max(float(seconds), 0.1)
+        for name in ("connect_timeout", "timeout", "max_retry_wait"):
+            self._overrides[name] = min(self._number(name), limit)
+
     def flag(self, name: str) -> bool:
         """A yes/no setting. Extras set in a URI or an environment variable arrive as strings, and
         ``bool("false")`` is true, so strings are read as words."""

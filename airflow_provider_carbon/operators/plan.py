@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -161,15 +162,44 @@ class CarbonPlanningMixin:
         return hook
 
     def fetch_forecast(
-        self, hook: CarbonIntensityHook, spec: PlanSpec, now: datetime
+        self, hook: CarbonIntensityHook, spec: PlanSpec, now: datetime, *, until: datetime | None = None
     ) -> tuple[Forecast | None, BaseException | None]:
-        """The forecast for the wait ahead, or the error that stands in for it (never raises)."""
-        try:
-            forecast = hook.get_forecast(self.zone, lat=self.lat, lon=self.lon, **spec.forecast_request(now))
-        except Exception as err:  # carbon data must never break the pipeline: the fallback policy decides
-            self.log.warning("carbon forecast unavailable (%s): %s", type(err).__name__, err)  # type: ignore[attr-defined]
-            return None, err
-        return forecast, None
+        """The forecast for the wait ahead, or the error that stands in for it (never raises).
+
+        The call is given up at ``until`` (default: the deadline): with the hook's default timeouts and retries a
+        dead API could otherwise hold the task for minutes past the latest start.
+        """
+        from airflow_provider_carbon.core.exceptions import ServiceUnavailableError
+
+        until = min(until or spec.latest_start, spec.latest_start)
+        budget = (until - now).total_seconds()
+        # keep a moment for planning and the XCom push, so that a release at the deadline is not a little late
+        budget -= min(FETCH_MARGIN_S, budget / 4)
+        if budget <= 0:
+            return None, ServiceUnavailableError(f"no time left to ask before {until.isoformat()}",
+                                                 service=hook.service)
+        hook.limit_time(budget)
+        outcome: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                outcome["forecast"] = hook.get_forecast(self.zone, lat=self.lat, lon=self.lon,
+                                                        **spec.forecast_request(now))
+            except Exception as err:  # carbon data must never break the pipeline: the fallback policy decides
+                outcome["error"] = err
+
+        # a daemon thread, joined for the time left: a call that hangs past it is abandoned, not waited for
+        worker = threading.Thread(target=call, name="carbon-forecast", daemon=True)
+        worker.start()
+        worker.join(budget)
+        if worker.is_alive():
+            outcome["error"] = ServiceUnavailableError(
+                f"no forecast within the {budget:.0f} s left before {until.isoformat()}", service=hook.service)
+        if "forecast" in outcome:
+            return outcome["forecast"], None
+        err = outcome["error"]
+        self.log.warning("carbon forecast unavailable (%s): %s", type(err).__name__, err)  # type: ignore[attr-defined]
+        return None, err
 
     def decide(self, context: Context, spec: PlanSpec, *, hook: CarbonIntensityHook | None = None) -> Decision:
         from airflow_provider_carbon.core.decision import plan
@@ -183,7 +213,8 @@ class CarbonPlanningMixin:
             self.log.error("carbon connection %r unusable: %s", self.carbon_conn_id, err)  # type: ignore[attr-defined]
             return plan(spec, None, now=now, error=err)
         forecast, error = self.fetch_forecast(hook, spec, now)
-        decision = plan(spec, forecast, now=now, error=error)
+        # plan from the time the answer came, not the time the question went out
+        decision = plan(spec, forecast, now=datetime.now(timezone.utc), error=error)
         self.resolved_zone = decision.zone or self.zone
         return decision
 
@@ -196,6 +227,10 @@ class CarbonPlanningMixin:
             ti.xcom_push(key=DECISION_XCOM_KEY, value=data)
         self.resolved_zone = decision.zone or self.zone
         return data
+
+
+#: seconds before its deadline a forecast request is given up, to plan and record in time
+FETCH_MARGIN_S = 0.5
 
 
 def parse_plan(value: Any) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ Nothing heavy is imported at module level (DAG files import this at every parse)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -37,14 +38,16 @@ class CarbonWindowSensor(CarbonPlanningMixin, BaseSensorOperator):
       ``recheck_interval`` (through the cache) and moves the start when the optimum moves; at the planned start
       it compares the current intensity with the forecast and, if it is more than ``deviation_pct`` higher and the
       deadline leaves room, re-plans once.
-    * ``deferrable=False`` (``mode="poke"`` or ``"reschedule"``): each poke re-plans from the latest forecast (the
-      hook caches it) and releases at the poke nearest the planned start, so the timing is exact to
-      ``poke_interval`` / 2.
+    * ``deferrable=False`` (``mode="poke"`` or ``"reschedule"``): the first poke plans, later ones re-check the
+      forecast (the hook caches it) and release at the poke nearest the planned start, so the timing is exact to
+      ``poke_interval`` / 2. Poke mode keeps its plan when a re-check fails; reschedule mode cannot (each poke is
+      a new process), so a later poke that cannot re-plan applies the fallback time, or releases at once.
 
     **The deadline is a guarantee**: whatever the carbon API does (down, slow, 429, garbage, token revoked
     mid-wait), the sensor succeeds no later than the latest allowed start. Without a usable forecast the
     ``fallback`` applies: the next ``"02:00"`` (by default) in ``fallback_timezone`` after the run started,
-    clamped to the deadline; ``"now"`` starts at once; ``"fail"`` fails the task with the typed error.
+    clamped to the deadline; ``"now"`` starts at once; ``"fail"`` fails the task with the typed error (only
+    before the first plan: once a plan exists, a failing API never fails the wait).
 
     **Timeouts.** The sensor's ``timeout`` (default ``[sensors] default_timeout``, 7 days) is raised to cover the
     deadline unless you set it yourself; ``execution_timeout`` counts deferred time too, so a value shorter than
@@ -156,6 +159,21 @@ class CarbonWindowSensor(CarbonPlanningMixin, BaseSensorOperator):
                 raise
             return None  # decide() records the connection problem and applies the fallback
 
+    def _first_reschedule(self, context: Context) -> datetime | None:
+        """When the first poke of this wait ran, if this is a later poke in reschedule mode."""
+        if self.deferrable or not self.reschedule:
+            return None
+        ti = context.get("ti") if context else None
+        first = ti.get_first_reschedule_date(context) if ti is not None else None
+        return first.astimezone(timezone.utc) if first is not None else None
+
+    def _wait_started(self, context: Context) -> datetime:
+        """When this wait began. In reschedule mode Airflow counts ``timeout`` from the first poke, not from this
+        one, so the timeout needed to reach the deadline is measured from there too."""
+        now = datetime.now(timezone.utc)
+        first = self._first_reschedule(context)
+        return min(first, now) if first is not None else now
+
     def _check_timeouts(self, spec: PlanSpec, now: datetime) -> None:
         wait = spec.latest_start - now
         if wait <= timedelta(0):
@@ -177,7 +195,7 @@ class CarbonWindowSensor(CarbonPlanningMixin, BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         spec = self.plan_spec(context)
-        self._check_timeouts(spec, datetime.now(timezone.utc))
+        self._check_timeouts(spec, self._wait_started(context))
         if not self.deferrable:
             self._spec = spec
             return super().execute(context)
@@ -221,18 +239,62 @@ class CarbonWindowSensor(CarbonPlanningMixin, BaseSensorOperator):
         return self.record(context, decision)
 
     def poke(self, context: Context) -> Any:
-        """Non-deferrable wait: re-plan from the latest forecast and release at the poke nearest the start."""
+        """Non-deferrable wait: plan at the first poke, re-check the forecast at later ones, and release at the poke
+        nearest the start (or the last poke before the deadline)."""
         from airflow.sdk import PokeReturnValue
 
         spec = getattr(self, "_spec", None) or self.plan_spec(context)
-        decision = self._initial_decision(context, spec)
+        decision = self._poke_decision(context, spec)
+        self._decision = decision
         now = datetime.now(timezone.utc)
         half_poke = timedelta(seconds=self.poke_interval / 2)
         if decision.planned_start <= now + half_poke:
             reason = "planned start"
-        elif now + timedelta(seconds=self.poke_interval) > spec.latest_start:
+        elif now + timedelta(seconds=self.poke_interval) >= spec.latest_start:
             reason = "deadline: the next poke would be too late"
         else:
             self.log.info("waiting: %s", decision.summary())
             return False
-        return PokeReturnValue(True, self.record(context, decision.released(now, reason)))
+        return PokeReturnValue(True, self._complete(context, decision.released(now, reason)))
+
+    def _poke_decision(self, context: Context, spec: PlanSpec) -> Decision:
+        """The plan for this poke. In poke mode the sensor keeps its plan between pokes, so a re-check that fails
+        keeps it, whatever the fallback policy, as the trigger does. In reschedule mode every poke is a new process
+        and Airflow clears the task's XComs, so a later poke that cannot re-plan falls back to the fallback time
+        (or, for ``now`` and ``fail``, releases now): a carbon API that fails mid-wait never fails the task."""
+        from airflow_provider_carbon.core.decision import plan, revise
+        from airflow_provider_carbon.core.fallback import FallbackPolicy
+
+        previous: Decision | None = getattr(self, "_decision", None)
+        rescheduled = self._first_reschedule(context) is not None
+        if previous is None and not rescheduled:
+            decision = self._initial_decision(context, spec)
+            self.record(context, decision)  # visible while waiting
+            return decision
+        now = datetime.now(timezone.utc)
+        if previous is not None and previous.planned_start <= now + timedelta(seconds=self.poke_interval / 2):
+            return previous  # due: release without asking the API again
+        if parse_plan(self.plan) is not None:
+            return self._initial_decision(context, spec)
+        try:
+            hook = self.carbon_hook()
+        except Exception as err:
+            forecast, error = None, err
+        else:
+            until = previous.planned_start if previous is not None else None
+            forecast, error = self.fetch_forecast(hook, spec, now, until=until)
+        now = datetime.now(timezone.utc)
+        if previous is not None:
+            revised = revise(spec, previous, forecast, now=now)
+            if revised is not previous:
+                entry = revised.replans[-1]
+                self.log.info("%s: %s -> %s", entry["cause"], entry["previous_start"], entry["new_start"])
+            elif forecast is None:
+                self.log.warning("re-check failed (%s); keeping the plan for %s", error, previous.planned_start)
+            return revised
+        try:
+            return plan(spec, forecast, now=now, error=error)
+        except Exception as err:  # "fail" only before the first plan: this poke follows one we no longer know
+            self.log.warning("re-plan impossible mid-wait (%s); releasing now", err)
+            mid_wait = FallbackPolicy.parse("now")
+            return plan(replace(spec, fallback=mid_wait), None, now=now, error=err)

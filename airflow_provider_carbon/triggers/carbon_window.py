@@ -4,8 +4,9 @@ While waiting it re-fetches the forecast every ``recheck_interval`` (through the
 when the optimum moves; at the planned start it reads the current intensity and, if it is more than
 ``deviation_pct`` above what the forecast said for that interval and the deadline leaves room, re-plans once.
 
-It releases no later than the plan's latest start whatever the API does: every API call is bounded by the time left
-to the deadline, a failed call keeps the current plan, and the release itself needs no API. All I/O goes through the
+It releases no later than the plan's latest start whatever the API does: a re-check is bounded by the time left to
+the planned start (and the deadline), the check at the start by a minute (and the deadline), a failed or unusable
+answer keeps the current plan whatever the fallback policy, and the release itself needs no API. All I/O goes through the
 hooks' async methods, so the event loop is never blocked. It carries only primitives (connection id, zone, the plan
 as JSON) and rebuilds its hook in the triggerer.
 """
@@ -19,14 +20,15 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_carbon.core.decision import Decision, PlanSpec, plan
+from airflow_provider_carbon.core.decision import Decision, PlanSpec, plan, revise
+from airflow_provider_carbon.core.exceptions import WindowError
 
 __all__ = ["CarbonWindowTrigger"]
 
 #: longest single sleep: short enough to notice a wall-clock jump (as Airflow's DateTimeTrigger does)
 MAX_SLEEP = 60.0
-#: the shortest time any API call may take before the deadline cuts it off
-MIN_CALL_BUDGET = 1.0
+#: the longest the check of the current intensity at the planned start may delay the release
+DEVIATION_CHECK_BUDGET = timedelta(seconds=60)
 
 
 def utcnow() -> datetime:
@@ -107,9 +109,11 @@ class CarbonWindowTrigger(BaseTrigger):
             self._hook_instance = import_string(self.hook_class)(carbon_conn_id=self.carbon_conn_id)
         return self._hook_instance
 
-    async def _bounded(self, call: str, deadline: datetime, **kwargs: Any) -> tuple[Any, BaseException | None]:
-        """Run an async hook method, giving up when the deadline comes; return ``(result, error)``."""
-        budget = max((deadline - utcnow()).total_seconds(), MIN_CALL_BUDGET)
+    async def _bounded(self, call: str, until: datetime, **kwargs: Any) -> tuple[Any, BaseException | None]:
+        """Run an async hook method, giving up at ``until``; return ``(result, error)``."""
+        budget = (until - utcnow()).total_seconds()
+        if budget <= 0:  # no time left: skipping the call is what keeps the release on time
+            return None, TimeoutError(f"no time left for {call} before {until.isoformat()}")
         try:
             method = getattr(self._hook(), call)
             return await asyncio.wait_for(method(zone=self.zone, lat=self.lat, lon=self.lon, **kwargs), budget), None
@@ -119,10 +123,10 @@ class CarbonWindowTrigger(BaseTrigger):
             self.log.warning("carbon trigger: %s failed: %s", call, err)
             return None, err
 
-    async def _forecast(self, spec: PlanSpec, now: datetime, *, use_cache: bool) -> tuple[Any, BaseException | None]:
-        return await self._bounded(
-            "aget_forecast", spec.latest_start, **spec.forecast_request(now), use_cache=use_cache
-        )
+    async def _forecast(
+        self, spec: PlanSpec, now: datetime, until: datetime, *, use_cache: bool
+    ) -> tuple[Any, BaseException | None]:
+        return await self._bounded("aget_forecast", until, **spec.forecast_request(now), use_cache=use_cache)
 
     # -- the wait ---------------------------------------------------------------------------------------------
 
@@ -141,8 +145,10 @@ class CarbonWindowTrigger(BaseTrigger):
                     decision, observed, moved = await self._check_deviation(spec, decision, now)
                     if moved:
                         continue
-                released = decision.released(now, _release_reason(decision, now), observed)
-                self.log.info("carbon trigger: releasing at %s (%s)", now.isoformat(), released.release_reason)
+                released_at = utcnow()  # after any check above: the record says when the wait really ended
+                released = decision.released(released_at, _release_reason(decision, now), observed)
+                self.log.info("carbon trigger: releasing at %s (%s)", released_at.isoformat(),
+                              released.release_reason)
                 yield TriggerEvent({"status": "release", "decision": released.to_dict()})
                 return
             if now - last_check >= timedelta(seconds=self.recheck_interval):
@@ -153,27 +159,24 @@ class CarbonWindowTrigger(BaseTrigger):
             await _sleep(min(max((wake - now).total_seconds(), 0.0), MAX_SLEEP))
 
     async def _recheck(self, spec: PlanSpec, decision: Decision, now: datetime) -> Decision:
-        forecast, error = await self._forecast(spec, now, use_cache=True)
+        # bounded by the planned start too: a slow API must not delay a release that is due
+        until = min(decision.planned_start, spec.latest_start)
+        forecast, error = await self._forecast(spec, now, until, use_cache=True)
         if forecast is None:
             self.log.warning("carbon trigger: re-check failed (%s); keeping the plan for %s", error,
                              decision.planned_start)
             return decision
-        new = plan(spec, forecast, now=now)
-        if new.used_fallback:  # the fresh forecast is unusable: a fallback never replaces a plan
-            return decision
-        if decision.used_fallback:
-            cause = "re-check: forecast available again"
-        elif new.planned_start != decision.planned_start:
-            cause = "re-check: the optimum moved"
-        else:
-            return decision
-        self.log.info("carbon trigger: %s: %s -> %s", cause, decision.planned_start, new.planned_start)
-        return decision.replanned(new, cause, now)
+        revised = revise(spec, decision, forecast, now=now)
+        if revised is not decision:
+            entry = revised.replans[-1]
+            self.log.info("carbon trigger: %s: %s -> %s", entry["cause"], entry["previous_start"], entry["new_start"])
+        return revised
 
     async def _check_deviation(
         self, spec: PlanSpec, decision: Decision, now: datetime
     ) -> tuple[Decision, float | None, bool]:
-        latest, error = await self._bounded("aget_latest", spec.latest_start)
+        until = min(spec.latest_start, now + DEVIATION_CHECK_BUDGET)
+        latest, error = await self._bounded("aget_latest", until)
         if latest is None:
             self.log.warning("carbon trigger: could not read the current intensity (%s); starting as planned", error)
             return decision, None, False
@@ -185,10 +188,14 @@ class CarbonWindowTrigger(BaseTrigger):
             "carbon trigger: intensity now %.0f is more than %.0f %% above the forecast %.0f; re-planning",
             observed, self.deviation_pct, expected,
         )
-        forecast, error = await self._forecast(spec, utcnow(), use_cache=False)
+        forecast, error = await self._forecast(spec, utcnow(), until, use_cache=False)
         if forecast is None:
             return decision, observed, False
-        new = plan(spec, forecast, now=utcnow())
+        try:
+            new = plan(spec, forecast, now=utcnow())
+        except WindowError as err:  # an unusable forecast under the "fail" policy: start as planned
+            self.log.warning("carbon trigger: re-plan impossible (%s); starting as planned", err)
+            return decision, observed, False
         if new.used_fallback or new.planned_start <= utcnow():
             return decision, observed, False
         cause = f"deviation: observed {observed:.0f} > forecast {expected:.0f} + {self.deviation_pct:.0f} %"

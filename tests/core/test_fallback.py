@@ -144,3 +144,14 @@ class TestFallbackPolicy:
         assert FallbackPolicy.parse("02:00").start(after, "Europe/Berlin", deadline) == deadline
         # a deadline already past means run now, never earlier than `after`
         assert FallbackPolicy.parse("02:00").start(after, "Europe/Berlin", after - timedelta(hours=1)) == after
+
+
+def test_fixed_offset_names_resolve():
+    """A DAG timezone made from an offset is named "+02:00" by pendulum; the fallback time must still work."""
+    from airflow_provider_carbon.core.fallback import resolve_timezone
+
+    assert next_local_time(datetime(2025, 6, 1, 12, tzinfo=timezone.utc), "02:00", "+02:00") == datetime(
+        2025, 6, 2, 0, tzinfo=timezone.utc)
+    assert resolve_timezone("-05:30").utcoffset(None) == -timedelta(hours=5, minutes=30)
+    with pytest.raises(ValueError, match="unknown timezone"):
+        resolve_timezone("+2")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
@@ -28,8 +29,8 @@ VALUES = [400, 380, 300, 200, 150, 160, 300, 350, 420, 450, 460, 470, 480, 490, 
 @pytest.fixture
 def grid(httpserver, monkeypatch):
     grid = EmGrid(T0, VALUES)
-    url = grid.install(httpserver)
-    monkeypatch.setenv("AIRFLOW_CONN_GRID", grid.connection(url))
+    grid.url = grid.install(httpserver)
+    monkeypatch.setenv("AIRFLOW_CONN_GRID", grid.connection(grid.url))
     return grid
 
 
@@ -235,6 +236,105 @@ def test_non_deferrable_never_pokes_past_the_deadline(grid):
     with Clock(T0 + timedelta(minutes=52)):  # plan: 23:00, 8 min away; the next poke (23:02) would be late
         released = task.poke(ctx)
     assert released.is_done and released.xcom_value["release_reason"].startswith("deadline")
+
+
+def test_fail_policy_applies_before_the_plan_not_during_the_wait(grid, monkeypatch):
+    """With fallback="fail", a re-check whose forecast cannot be planned (it starts after the deadline) keeps the
+    plan: the trigger must not die mid-wait."""
+    ctx = context(T0)
+    with Clock(T0) as clock:
+        deferred = defer(sensor(fallback="fail", recheck_interval=H), ctx)
+
+        def forecast_jumps_past_the_deadline():
+            grid.start = T0 + 12 * H
+            forecast_cache.clear()
+
+        clock.at(T0 + timedelta(minutes=30), forecast_jumps_past_the_deadline)
+        event = run_trigger(deferred.trigger, clock, monkeypatch)
+        assert clock.now() == T0 + 4 * H
+    assert event.payload["decision"]["replans"] == []
+
+
+def test_poke_mode_keeps_its_plan_when_the_api_fails_mid_wait(grid):
+    task = sensor(deferrable=False, poke_interval=600, fallback="fail")
+    ctx = context(T0)
+    with Clock(T0) as clock:
+        assert task.poke(ctx) is False
+        assert ctx["ti"].xcom["carbon_decision"]["planned_start"] == (T0 + 4 * H).isoformat()  # visible at once
+        grid.failures.extend(["401"] * 100)  # token revoked
+        forecast_cache.clear()
+        clock.shift(3600)
+        assert task.poke(ctx) is False  # neither raises nor jumps to a fallback
+        clock.shift((3 * H - timedelta(minutes=4)).total_seconds())
+        released = task.poke(ctx)
+    record = released.xcom_value
+    assert released.is_done and record["planned_start"] == (T0 + 4 * H).isoformat() and record["replans"] == []
+    assert record["intensity_if_now"] == pytest.approx(390)  # from the plan made at 00:00, not at the release
+
+
+def test_poke_mode_records_a_moved_optimum(grid):
+    task = sensor(deferrable=False, poke_interval=600)
+    ctx = context(T0)
+    with Clock(T0) as clock:
+        assert task.poke(ctx) is False
+        grid.values = grid.values[:2] + [90, 90] + grid.values[4:]  # 02:00-04:00 is now cleaner
+        forecast_cache.clear()
+        clock.shift(1800)
+        assert task.poke(ctx) is False
+        clock.shift((90 - 2) * 60)
+        released = task.poke(ctx)
+    record = released.xcom_value
+    assert record["planned_start"] == (T0 + 2 * H).isoformat()
+    assert [r["cause"] for r in record["replans"]] == ["re-check: the optimum moved"]
+
+
+def test_a_slow_api_cannot_push_the_plan_past_the_deadline(grid, monkeypatch):
+    """The forecast request is given up when the deadline comes (real time: the API takes 3 s, the deadline is
+    1 s away), and the fallback (here: now) starts the job by then."""
+    grid.forecast_delay = 3.0
+    monkeypatch.setenv("AIRFLOW_CONN_GRID", grid.connection(grid.url, max_attempts=1, cache_ttl=0))
+    now = datetime.now(timezone.utc)
+    task = sensor(fallback="now", latest_start=now + timedelta(seconds=1), max_delay=None)
+    started = time.monotonic()
+    record = task.execute(context(now))
+    took = time.monotonic() - started
+    assert took < 2.5, took
+    assert record["used_fallback"] is True and "no forecast within" in record["fallback_reason"]
+    assert datetime.fromisoformat(record["released_at"]) <= now + timedelta(seconds=1)
+
+
+def test_a_recheck_cannot_delay_a_due_release(monkeypatch):
+    """A re-check one second before the planned start is bounded by that second, not by the deadline."""
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(threaded=True)  # the abandoned slow request must not hold up the next one
+    server.start()
+    grid = EmGrid(T0, VALUES)
+    monkeypatch.setenv("AIRFLOW_CONN_GRID", grid.connection(grid.install(server)))
+    ctx = context(T0)
+    with Clock(T0) as clock:
+        deferred = defer(sensor(recheck_interval=(4 * H).total_seconds() - 1), ctx)
+        grid.forecast_delay = 3.0
+        timings = []
+        try:
+            run_trigger(deferred.trigger, clock, monkeypatch, timings=timings)
+        finally:
+            server.stop()
+        assert clock.now() == T0 + 4 * H
+    assert timings[0] < 2.5, timings
+
+
+def test_reschedule_timeout_counts_from_the_first_poke(grid, monkeypatch):
+    """Airflow measures a rescheduled sensor's timeout from its first poke; the raised timeout must too."""
+    from airflow.exceptions import AirflowRescheduleException
+
+    monkeypatch.setenv("AIRFLOW__SENSORS__DEFAULT_TIMEOUT", str(24 * 3600))
+    task = sensor(deferrable=False, mode="reschedule", max_delay=30 * H, poke_interval=600)
+    ctx = context(T0)
+    ctx["ti"].first_reschedule_date = T0 + timedelta(minutes=1)
+    with Clock(T0 + H), pytest.raises(AirflowRescheduleException):  # 23:00, the optimum is at 02:00
+        task.execute(ctx)
+    assert task.timeout >= (29 * H + timedelta(minutes=59)).total_seconds()
 
 
 def test_deferrable_default_is_read_when_the_sensor_is_created(monkeypatch):
