@@ -159,7 +159,8 @@ def rank_regions(
 
     :param cost_per_hour: region -> cost of running there for an hour (any currency).
     :param latency_ms: region -> latency to where it matters.
-    :param weights: ``{"carbon": w, "cost": w, "latency": w}``; missing keys use the defaults.
+    :param weights: ``{"carbon": w, "cost": w, "latency": w}``; missing keys keep their defaults (carbon 1, or
+        with ``carbon_price`` cost 1; the others 0): ``{"carbon": 1}`` with a carbon price weighs both.
     :param carbon_price: price per tonne CO2e (same currency as the cost), folded into the cost.
     :param power_kw: the job's average power draw; required with ``carbon_price`` to turn grams into money.
     :raises ValueError: for unknown criteria, negative weights, or a weighted criterion missing for a region.
@@ -190,8 +191,10 @@ def rank_regions(
         if name == "carbon":
             return float(r.intensity)  # type: ignore[arg-type]
         if name == "cost":
-            if r.cost_per_hour is None and r.carbon_cost_per_hour is None:
-                raise ValueError(f"weight on cost but no cost_per_hour (or carbon_price) for region {r.region!r}")
+            # once any region has a running cost, every region needs one: a missing one would count as free
+            if r.cost_per_hour is None and (cost_per_hour or r.carbon_cost_per_hour is None):
+                raise ValueError(f"weight on cost but no cost_per_hour{'' if cost_per_hour else ' (or carbon_price)'}"
+                                 f" for region {r.region!r}")
             return (r.cost_per_hour or 0.0) + (r.carbon_cost_per_hour or 0.0)
         if r.latency_ms is None:
             raise ValueError(f"weight on latency but no latency_ms for region {r.region!r}")

@@ -84,6 +84,9 @@ class Location:
         return self.zone if self.zone is not None else f"{self.lat},{self.lon}"
 
 
+_HOUR = timedelta(hours=1)
+
+
 def parse_timestamp(value: str) -> datetime:
     """Parse the ISO 8601 forms the carbon APIs send into an aware UTC datetime.
 
@@ -530,12 +533,15 @@ class CarbonIntensityHook(BaseHook):
         """
         location = self.resolve_location(zone, lat, lon)
         step = granularity or self.default_granularity
+        # Callers ask for "up to my deadline", a horizon that shrinks by the second; asking for whole hours keeps
+        # the request and the cache key the same for an hour, so re-checks and sibling tasks share one answer.
+        asked = _HOUR * math.ceil(horizon / _HOUR)
         key = "|".join(
-            str(p) for p in (self.service, self.base_url, location.label, step, horizon, *self.cache_key_extras())
+            str(p) for p in (self.service, self.base_url, location.label, step, asked, *self.cache_key_extras())
         )
 
         def fetch() -> dict[str, Any]:
-            return self._fetch_forecast(location, horizon, step).to_dict()
+            return self._fetch_forecast(location, asked, step).to_dict()
 
         ttl = self._number("cache_ttl") if use_cache else 0
         payload = forecast_cache.get_or_fetch(

@@ -39,11 +39,12 @@ def parse_timespan(value: str | int | float) -> timedelta:
     """A .NET TimeSpan string (``01:00:00``, ``1.02:00:00``) or a number of minutes, as a timedelta."""
     if isinstance(value, (int, float)):
         return timedelta(minutes=value)
-    match = re.fullmatch(r"(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?", value.strip())
+    match = re.fullmatch(r"(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,7}))?", value.strip())
     if not match:
         raise ValueError(f"{value!r} is not a TimeSpan")
-    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups()[:4])
+    ticks = int((match.group(5) or "").ljust(7, "0"))  # the fraction is in 100 ns ticks
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds, microseconds=ticks / 10)
 
 
 @dataclass(frozen=True)

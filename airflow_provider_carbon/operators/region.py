@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -122,6 +123,12 @@ class GreenestRegionMixin(CarbonPlanningMixin):
         resolved = [(name, *resolve_region(name, self.region_zones)) for name in names]
         spec = self.plan_spec(context) if self.mode == "window" else None
         now = datetime.now(timezone.utc)
+        if spec is not None and spec.latest_start <= now:
+            # a late or retried run: no window is left to choose, so compare what starting now would emit instead
+            # of letting every region fail over to the static table
+            self.log.warning("the deadline %s has passed: comparing regions for a start now",  # type: ignore[attr-defined]
+                             spec.latest_start.isoformat())
+            spec = replace(spec, latest_start=now)
         try:
             hook: CarbonIntensityHook | None = self.carbon_hook()
             hook.connection  # noqa: B018 - load once, before the threads share the hook
@@ -183,7 +190,8 @@ _REGION_DOC_PARAMS = """
     :param latency_ms: region -> latency that matters to you.
     :param weights: ``{"carbon": .., "cost": .., "latency": ..}``: each criterion is min-max normalised across the
         candidates and the weighted sum is the score (lowest wins). Default: carbon only (with ``carbon_price``:
-        cost only, carbon included in it).
+        cost only, carbon included in it); criteria you leave out keep these defaults. Once you weigh cost, every
+        region needs a ``cost_per_hour`` (a missing one would count as free).
     :param carbon_price: price per tonne CO2e in the cost's currency; adds intensity x ``power_kw`` / 1e6 x price
         to each region's hourly cost.
     :param power_kw: the job's average power draw in kW (required with ``carbon_price``).
@@ -253,7 +261,8 @@ class GreenestRegionOperator(GreenestRegionMixin, BaseOperator):
 class GreenestRegionBranchOperator(GreenestRegionMixin, BaseBranchOperator):
     """Follow only the downstream task(s) of the greenest region; Airflow skips the others.
 
-    Same choice, XComs and fallbacks as :class:`GreenestRegionOperator`.
+    Same choice, XComs and fallbacks as :class:`GreenestRegionOperator`: XCom ``return_value`` is the chosen region
+    (the followed task ids are in the log), ``carbon_region`` and ``carbon_regions`` as there.
 
     :param branches: region (as written in ``regions``) -> downstream task id, or list of task ids.
     """ + _REGION_DOC_PARAMS + """
@@ -302,8 +311,20 @@ class GreenestRegionBranchOperator(GreenestRegionMixin, BaseBranchOperator):
             max_workers=max_workers,
         )
 
-    def choose_branch(self, context: Context) -> str | list[str]:
+    def execute(self, context: Context) -> str:
+        # BaseBranchOperator would return the task ids; the region is what downstream tasks want to know
         region = self.select_region(context)
-        if region not in self.branches:
-            raise KeyError(f"no branch for region {region!r}; branches has {sorted(self.branches)}")
-        return self.branches[region]
+        self.do_branch(context, self.branches[region])
+        return region
+
+    def choose_branch(self, context: Context) -> str | list[str]:
+        return self.branches[self.select_region(context)]
+
+    def select_region(self, context: Context) -> str:
+        from airflow_provider_carbon.core.regions import parse_regions
+
+        # before any request: a region without a branch is a DAG bug, not something to find after the fetches
+        missing = [name for name in parse_regions(self.regions) if name not in self.branches]
+        if missing:
+            raise KeyError(f"no branch for region(s) {missing}; branches has {sorted(self.branches)}")
+        return super().select_region(context)

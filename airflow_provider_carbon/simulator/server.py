@@ -1,8 +1,11 @@
 """An offline carbon-intensity API: Electricity Maps v3 and Carbon Aware SDK WebAPI formats, with failure modes.
 
-It serves the same routes, parameters, bodies and errors as the real services (as our hooks expect them, see
-``../shared/reference/carbon-apis.md``), from :mod:`~airflow_provider_carbon.simulator.grid` models, so the
-provider's demo, example DAGs and end-to-end tests run with every component real and no API key.
+It serves the routes, parameters, bodies and errors of the real services that the provider uses (see the hooks),
+from :mod:`~airflow_provider_carbon.simulator.grid` models, so the provider's demo, example DAGs and end-to-end
+tests run with every component real and no API key. It is not a full replica: for instance its Carbon Aware SDK
+forecast ignores ``dataStartAt``/``dataEndAt``, it sends failure-mode errors as plain JSON rather than
+``application/problem+json``, it has no ``/emissions/average-carbon-intensity``, and its ``/v3/zones`` asks for the
+token.
 
 **Time compression.** With ``speed`` S, one simulated second passes per 1/S real second: at S=720 a simulated hour
 lasts 5 real seconds and a whole night 40 seconds. Timestamps in answers are *real* instants, spaced by the
@@ -46,8 +49,11 @@ def _parse_time(text: str) -> datetime:
 
 
 def _timespan(delta: timedelta) -> str:
-    seconds = int(round(delta.total_seconds()))
-    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    """.NET's TimeSpan text, with the 7-digit fraction it uses when there is one (compressed hours are short)."""
+    ticks = round(delta.total_seconds() * 10_000_000)
+    seconds, fraction = divmod(ticks, 10_000_000)
+    text = f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    return f"{text}.{fraction:07d}" if fraction else text
 
 
 @dataclass
@@ -250,8 +256,9 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return True
 
-    def _value(self, value: float) -> float:
-        return 0.0 if self.server.simulator.failure.mode == "zeros" else value
+    def _value(self, value: float, zone: str) -> float:
+        failure = self.server.simulator.failure
+        return 0.0 if failure.mode == "zeros" and failure.applies([zone]) else value
 
     # -- control ----------------------------------------------------------------------------------------------------
 
@@ -299,7 +306,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route == "/carbon-intensity/latest":
             current = step_floor(now, step)
             return self._send(200, {
-                "zone": zone, "carbonIntensity": self._value(sim.actual(zone, current)),
+                "zone": zone, "carbonIntensity": self._value(sim.actual(zone, current), zone),
                 "datetime": _iso_ms(sim.clock.real(current)), "updatedAt": _iso_ms(datetime.now(timezone.utc)),
                 "createdAt": _iso_ms(sim.clock.real(current)), "emissionFactorType": "lifecycle",
                 "isEstimated": False, "estimationMethod": None, "temporalGranularity": _name(step),
@@ -309,7 +316,7 @@ class _Handler(BaseHTTPRequestHandler):
             issued, points = sim.forecast_points(zone, horizon, step)
             return self._send(200, {
                 "zone": zone, "updatedAt": _iso_ms(sim.clock.real(issued)),
-                "forecast": [{"carbonIntensity": self._value(v), "datetime": _iso_ms(t)} for t, v in points],
+                "forecast": [{"carbonIntensity": self._value(v, zone), "datetime": _iso_ms(t)} for t, v in points],
             })
         if route in ("/carbon-intensity/history", "/carbon-intensity/past-range"):
             if route.endswith("history"):
@@ -322,7 +329,7 @@ class _Handler(BaseHTTPRequestHandler):
             points = sim.actual_points(zone, real_start, real_end, step)
             return self._send(200, {
                 "zone": zone, "temporalGranularity": _name(step),
-                key: [{"zone": zone, "carbonIntensity": self._value(v), "datetime": _iso_ms(t), "isEstimated": False,
+                key: [{"zone": zone, "carbonIntensity": self._value(v, zone), "datetime": _iso_ms(t), "isEstimated": False,
                        "estimationMethod": None, "emissionFactorType": "lifecycle", "updatedAt": _iso_ms(t)}
                       for t, v in points],
             })
@@ -367,7 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
                 for t, v in sim.actual_points(zone, real_start, real_end, step):
                     if "time" in query and "toTime" in query and t >= real_end:
                         continue
-                    rows.append({"location": name, "time": t.isoformat(), "rating": self._value(v),
+                    rows.append({"location": name, "time": t.isoformat(), "rating": self._value(v, zone),
                                  "duration": _timespan(real_step)})
             if path.endswith("/best") and rows:
                 low = min(r["rating"] for r in rows)
@@ -383,9 +390,9 @@ class _Handler(BaseHTTPRequestHandler):
 
         sim = self.server.simulator
         issued, points = sim.forecast_points(zone, timedelta(hours=24), timedelta(hours=1))
+        points = [(t, self._value(v, zone)) for t, v in points]  # a "zeros" failure applies to the windows too
         minutes = real_step.total_seconds() / 60
-        data = [{"location": zone, "timestamp": t.isoformat(), "duration": minutes, "value": self._value(v)}
-                for t, v in points]
+        data = [{"location": zone, "timestamp": t.isoformat(), "duration": minutes, "value": v} for t, v in points]
         window = int(query.get("windowSize", ["0"])[0])
         optimal: list[dict[str, Any]] = []
         if window:  # the SDK's rolling average of windowSize (real) minutes, and every window tied at the minimum
@@ -394,6 +401,8 @@ class _Handler(BaseHTTPRequestHandler):
             span = timedelta(minutes=window)
             starts = [t for t, _ in points if t + span <= forecast.end]
             means = [forecast.mean(t, t + span) for t in starts]
+            if all(v == 0 for _, v in points):  # "zeros": the 0.001 floor above only keeps Forecast's check quiet
+                means = [0.0] * len(starts)
             data = [{"location": zone, "timestamp": t.isoformat(), "duration": window, "value": round(m, 3)}
                     for t, m in zip(starts, means)]
             low = min(means) if means else None

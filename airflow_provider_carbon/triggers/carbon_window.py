@@ -134,7 +134,9 @@ class CarbonWindowTrigger(BaseTrigger):
         spec = PlanSpec.from_dict(self.spec)
         decision = Decision.from_dict(self.decision)
         deviation_checked = self.deviation_checked
-        last_check = utcnow()
+        # the plan's own time, not this start: a trigger resumed by a restarted triggerer (which rebuilds it from
+        # the arguments it was deferred with) re-checks at once if that plan is older than the re-check interval
+        last_check = min(utcnow(), decision.decided_at)
         self.log.info("carbon trigger: waiting; %s; latest start %s", decision.summary(), spec.latest_start)
         while True:
             now = utcnow()

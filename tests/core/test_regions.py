@@ -89,6 +89,16 @@ class TestRanking:
         cheap_carbon = rank_regions(regions, cost_per_hour=cost, carbon_price=10, power_kw=10)
         assert cheap_carbon[0].region == "PL"  # 2.566 < 3.004
 
+    def test_a_missing_cost_is_not_free_with_a_carbon_price(self):
+        """With a carbon price every region has a carbon cost; a region left out of cost_per_hour must not rank
+        as if it ran for nothing (the dirtiest grid would win)."""
+        with pytest.raises(ValueError, match="no cost_per_hour for region 'PL'"):
+            rank_regions(results(SE=40, PL=660, DE=370), cost_per_hour={"SE": 3.0, "DE": 3.0}, carbon_price=80,
+                         power_kw=10)
+        # no running costs at all: the carbon price alone is the cost
+        ranked = rank_regions(results(SE=40, PL=660), carbon_price=80, power_kw=10)
+        assert [r.region for r in ranked] == ["SE", "PL"]
+
     def test_carbon_price_needs_power(self):
         with pytest.raises(ValueError, match="power_kw"):
             rank_regions(results(SE=40), carbon_price=100)

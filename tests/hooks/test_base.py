@@ -23,6 +23,7 @@ from tests.conftest import REPO_ROOT
 from tests.hooks.conftest import TOKEN, em_forecast, requests_to
 
 PATH = "/v3/carbon-intensity/forecast"
+H2 = timedelta(hours=2)
 
 
 @pytest.fixture
@@ -77,6 +78,16 @@ class TestCache:
         em.get_forecast("DE", horizon=timedelta(hours=48))
         em.get_forecast("DE", use_cache=False)
         assert len(requests_to(httpserver, PATH)) == 4
+
+    def test_a_shrinking_horizon_shares_one_answer_within_the_hour(self, em, httpserver):
+        """A sensor asks for "up to my deadline" (a horizon that shrinks by the second); asks within the same whole
+        hour share one request and one cache entry."""
+        httpserver.expect_request(PATH).respond_with_handler(slow_forecast(0, [300] * 25))
+        em.get_forecast("DE", horizon=timedelta(hours=9, minutes=40), min_horizon=H2)
+        em.get_forecast("DE", horizon=timedelta(hours=9, minutes=10, seconds=3), min_horizon=H2)
+        assert len(requests_to(httpserver, PATH)) == 1
+        em.get_forecast("DE", horizon=timedelta(hours=10, minutes=1), min_horizon=H2)  # the next whole hour
+        assert len(requests_to(httpserver, PATH)) == 2
 
     def test_ttl_zero_disables(self, httpserver, connection):
         connection("em_nocache", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN,

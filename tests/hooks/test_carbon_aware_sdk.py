@@ -196,6 +196,7 @@ def test_test_connection(hook, httpserver):
     assert hook.test_connection() == (True, "Carbon Aware SDK: reachable; northeurope is at 337 gCO2eq/kWh now")
 
 
-@pytest.mark.parametrize(("text", "minutes"), [("01:00:00", 60), ("00:05:00", 5), ("1.02:00:00", 26 * 60), (10, 10)])
+@pytest.mark.parametrize(("text", "minutes"), [("01:00:00", 60), ("00:05:00", 5), ("1.02:00:00", 26 * 60), (10, 10),
+                                             ("00:00:03.6000000", 0.06), ("00:00:00.5", 0.5 / 60)])
 def test_parse_timespan(text, minutes):
     assert parse_timespan(text) == timedelta(minutes=minutes)

@@ -120,6 +120,43 @@ def test_bad_arguments_fail_loudly(em):
         run(pick(regions=["aws:mars-1"]))
 
 
+def test_a_late_window_run_compares_live_data_for_a_start_now(em):
+    """Run started 3 h ago with a 2 h deadline: no window is left, so regions are compared for a start now on
+    live data, not all marked as failed and ranked on the static table."""
+    task = pick(mode="window", expected_duration=2 * H, max_delay=2 * H)
+    ctx = context(T0 - 3 * H)
+    with Clock(T0 + timedelta(minutes=5)):
+        region = task.execute(ctx)
+    table = {row["region"]: row for row in ctx["ti"].xcom["carbon_regions"]}
+    assert region == "SE-SE3" and not any(row["fallback"] for row in table.values())
+    assert table["SE-SE3"]["window_start"] == (T0 + timedelta(minutes=5)).isoformat()
+
+
+def test_branch_operator_returns_the_region_and_follows_its_tasks(em):
+    """execute() follows the region's tasks (Airflow skips the rest) and returns the region, like the plain
+    operator: return_value is the region, not the task ids."""
+    from airflow.sdk.bases.skipmixin import SkipMixin
+
+    skipped = {}
+    task = GreenestRegionBranchOperator(
+        task_id="branch", carbon_conn_id="em", branches={"SE-SE3": "train_se", "FR": "train_fr", "DE": "train_de"})
+    # the one part of Airflow replaced here: the call that writes the skip decision to the metadata database
+    task.skip_all_except = lambda ti, branch_task_ids: skipped.setdefault("followed", branch_task_ids)
+    task._expand_task_group_roots = lambda ti, branches: [branches] if isinstance(branches, str) else branches
+    ctx = context(T0)
+    with Clock(T0):
+        assert task.execute(ctx) == "SE-SE3"
+    assert skipped["followed"] == ["train_se"] and isinstance(task, SkipMixin)
+
+
+def test_branch_operator_checks_its_branches_before_any_request(em):
+    task = GreenestRegionBranchOperator(task_id="branch", carbon_conn_id="em", regions=["SE-SE3", "DE"],
+                                        branches={"SE-SE3": "train_se"})
+    with Clock(T0), pytest.raises(KeyError, match=r"no branch for region\(s\) \['DE'\]"):
+        task.choose_branch(context(T0))
+    assert em.requests == []
+
+
 def test_branch_operator_returns_the_regions_task(em):
     task = GreenestRegionBranchOperator(
         task_id="branch", carbon_conn_id="em",

@@ -99,6 +99,24 @@ def test_recheck_moves_the_start_when_the_optimum_moves(grid, monkeypatch):
     assert record["replans"][0]["new_start"] == (T0 + 2 * H).isoformat()
 
 
+def test_a_trigger_rebuilt_by_a_restarted_triggerer_rechecks_at_once(grid, monkeypatch):
+    """The triggerer restarts at 01:30 and rebuilds the trigger from its serialized arguments (the plan made at
+    00:00). The optimum moved meanwhile: the rebuilt trigger re-checks at once instead of an interval later."""
+    from airflow_provider_carbon.triggers.carbon_window import CarbonWindowTrigger
+
+    ctx = context(T0)
+    with Clock(T0) as clock:
+        deferred = defer(sensor(recheck_interval=H), ctx)
+        assert deferred.trigger.decision["planned_start"] == (T0 + 4 * H).isoformat()
+        clock.shift(1.5 * 3600)
+        grid.values = grid.values[:2] + [90, 90] + grid.values[4:]  # 02:00-04:00 is now cleaner
+        forecast_cache.clear()
+        _, kwargs = deferred.trigger.serialize()
+        event = run_trigger(CarbonWindowTrigger(**kwargs), clock, monkeypatch)
+        assert clock.now() == T0 + 2 * H
+    assert [r["cause"] for r in event.payload["decision"]["replans"]] == ["re-check: the optimum moved"]
+
+
 def test_deviation_at_the_start_replans_once(grid, monkeypatch):
     grid.observed_offset[4] = 400  # forecast said 150 for 02:00-03:00; reality is far dirtier
     ctx = context(T0)

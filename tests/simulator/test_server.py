@@ -145,6 +145,26 @@ def test_failures_per_zone_and_switched_at_run_time(simulator):
     assert state["speed"] == 720 and state["failure"]["mode"] == "ok"
 
 
+def test_zeros_apply_only_to_the_chosen_zones_and_to_windowed_answers(monkeypatch):
+    clock = SimClock(speed=60, sim_anchor=SIM_MIDNIGHT)
+    sim = Simulator.synthetic(["ES", "FR"], clock=clock)
+    server = serve(sim)
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_SIM_SDK_Z", json.dumps(
+            {"conn_type": "carbon_aware_sdk", "host": f"http://127.0.0.1:{server.server_address[1]}",
+             "extra": {"cache_ttl": 0}}))
+        sim.set_failure("zeros", zones=["ES"])
+        hook = CarbonAwareSdkHook("sim_sdk_z")
+        assert hook.get_latest("FR").values[0] > 0
+        with pytest.raises(BadPayloadError, match="values are 0"):
+            hook.get_latest("ES")
+        with pytest.raises(BadPayloadError, match="values are 0"):  # the rolling averages are zeros too
+            hook.get_current_forecasts(["ES"], window_size=timedelta(minutes=2))
+        assert hook.get_current_forecasts(["FR"], window_size=timedelta(minutes=2))[0].forecast.values[0] > 0
+    finally:
+        server.shutdown()
+
+
 def test_wrong_token_and_unknown_zone(simulator, monkeypatch):
     with pytest.raises(InvalidRequestError, match="No recent data"):
         ElectricityMapsHook("sim_em").get_latest("XX")
