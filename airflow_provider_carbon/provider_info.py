@@ -65,7 +65,8 @@ CONNECTION_TYPES = [
         "Electricity Maps",
         hidden=["schema", "port", "login"],
         relabeling={"password": "API token", "host": "API base URL"},
-        placeholders={"host": "https://api.electricitymaps.com/v3 (default)", "password": "your Electricity Maps token"},
+        placeholders={"host": "https://api.electricitymaps.com/v3 (default)",
+                      "password": "your Electricity Maps token"},
         fields={
             "zone": {
                 "label": "Default zone",

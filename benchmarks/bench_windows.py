@@ -54,7 +54,9 @@ def series(hourly: np.ndarray, start_hour: int, hours: int, step_min: int) -> pd
     return pd.Series(values, index=index)
 
 
-def brute_force(fc: Forecast, duration: timedelta, earliest: datetime, latest_start: datetime) -> tuple[datetime, float]:
+def brute_force(
+    fc: Forecast, duration: timedelta, earliest: datetime, latest_start: datetime
+) -> tuple[datetime, float]:
     """Every forecast timestamp in [earliest, latest_start] as a start; integrate its window in plain Python."""
     stamps = fc.timestamps + [fc.end]
     values = fc.values.tolist()

@@ -52,7 +52,8 @@ def start_simulator(port: int, midnight_real: datetime) -> subprocess.Popen:
     sim_midnight = datetime(2025, 6, 2, tzinfo=timezone(timedelta(hours=2)))  # a June night in Berlin
     proc = subprocess.Popen(
         [sys.executable, "-m", "airflow_provider_carbon.simulator", "--port", str(port), "--speed", str(SPEED),
-         "--sim-start", sim_midnight.isoformat(), "--real-start", midnight_real.isoformat(), "--token", TOKEN, "--zones", "DE,FR,SE-SE3,PL,ES"],
+         "--sim-start", sim_midnight.isoformat(), "--real-start", midnight_real.isoformat(), "--token", TOKEN,
+         "--zones", "DE,FR,SE-SE3,PL,ES"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     line = proc.stdout.readline() if proc.stdout else ""
@@ -147,7 +148,8 @@ def main() -> int:
         at_two = window_mean(points, real_of(2, midnight_real))
         expected = good["expected_intensity"]
         print(f"\n  chosen start: {sim_hours(start, midnight_real)} (simulated), expected {expected:.0f} gCO2eq/kWh "
-              f"over the job (the sensor planned when it ran, at {sim_hours(datetime.fromisoformat(good['decision']['decided_at']), midnight_real)})")
+              "over the job (the sensor planned when it ran, at "
+              f"{sim_hours(datetime.fromisoformat(good['decision']['decided_at']), midnight_real)})")
         print(f"  a plain midnight cron (00:00): {at_midnight:.0f} gCO2eq/kWh -> saving "
               f"{100 * (at_midnight - expected) / at_midnight:.1f} %")
         print(f"  the fixed 02:00 default:       {at_two:.0f} gCO2eq/kWh -> saving "

@@ -49,7 +49,8 @@ def test_a_mistyped_key_fails_validation(tmp_path):
     for name in ("docker-compose.yaml", "Dockerfile", ".dockerignore"):
         shutil.copy(REPO_ROOT / name, tmp_path / name)
     shutil.copytree(REPO_ROOT / "config", tmp_path / "config")
-    broken = (REPO_ROOT / "docker-compose.yaml").read_text().replace("    restart: always\n", "    restartt: always\n", 1)
+    broken = (REPO_ROOT / "docker-compose.yaml").read_text().replace(
+        "    restart: always\n", "    restartt: always\n", 1)
     (tmp_path / "docker-compose.yaml").write_text(broken)
     result = compose("config", "-q", cwd=tmp_path)
     assert result.returncode != 0

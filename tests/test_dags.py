@@ -30,6 +30,7 @@ def test_there_are_example_dags():
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
 def test_dag_file_imports_cleanly_fast_and_offline(path, no_network):
     import airflow.sdk  # noqa: F401 - Airflow's own import is not the DAG's cost
+
     import airflow_provider_carbon.operators.region  # noqa: F401 - nor the first import of our modules
     import airflow_provider_carbon.sensors.carbon_window  # noqa: F401
 

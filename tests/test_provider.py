@@ -30,7 +30,8 @@ def test_package_name_matches_the_distribution():
 
 
 def test_entry_point_is_registered():
-    (ep,) = [ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_provider_carbon")]
+    (ep,) = [ep for ep in entry_points(group="apache_airflow_provider")
+             if ep.value.startswith("airflow_provider_carbon")]
     assert ep.value == "airflow_provider_carbon:get_provider_info"
     assert ep.load() is get_provider_info
 

@@ -167,7 +167,8 @@ class Decision:
         start = self.planned_start.isoformat()
         if self.used_fallback:
             return f"fallback ({self.fallback}): start at {start}; why: {self.fallback_reason}"
-        saving = f", {self.expected_saving_pct:.1f} % below starting now" if self.expected_saving_pct is not None else ""
+        saving = (f", {self.expected_saving_pct:.1f} % below starting now"
+                  if self.expected_saving_pct is not None else "")
         intensity = (
             f" at {self.expected_intensity:.0f} {self.unit}" if self.expected_intensity is not None else ""
         )

@@ -329,7 +329,8 @@ class _Handler(BaseHTTPRequestHandler):
             points = sim.actual_points(zone, real_start, real_end, step)
             return self._send(200, {
                 "zone": zone, "temporalGranularity": _name(step),
-                key: [{"zone": zone, "carbonIntensity": self._value(v, zone), "datetime": _iso_ms(t), "isEstimated": False,
+                key: [{"zone": zone, "carbonIntensity": self._value(v, zone), "datetime": _iso_ms(t),
+                       "isEstimated": False,
                        "estimationMethod": None, "emissionFactorType": "lifecycle", "updatedAt": _iso_ms(t)}
                       for t, v in points],
             })

@@ -6,9 +6,9 @@ when the optimum moves; at the planned start it reads the current intensity and,
 
 It releases no later than the plan's latest start whatever the API does: a re-check is bounded by the time left to
 the planned start (and the deadline), the check at the start by a minute (and the deadline), a failed or unusable
-answer keeps the current plan whatever the fallback policy, and the release itself needs no API. All I/O goes through the
-hooks' async methods, so the event loop is never blocked. It carries only primitives (connection id, zone, the plan
-as JSON) and rebuilds its hook in the triggerer.
+answer keeps the current plan whatever the fallback policy, and the release itself needs no API. All I/O goes
+through the hooks' async methods, so the event loop is never blocked. It carries only primitives (connection id,
+zone, the plan as JSON) and rebuilds its hook in the triggerer.
 """
 
 from __future__ import annotations

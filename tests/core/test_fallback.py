@@ -34,7 +34,8 @@ DST_CASES = [
     ("America/New_York", utc(2025, 11, 2, 4, 0), "01:30", utc(2025, 11, 2, 5, 30), "01:30 twice: first (EDT)"),
     ("America/New_York", utc(2025, 11, 2, 4, 0), "02:00", utc(2025, 11, 2, 7, 0), "02:00 once: EST"),
     ("America/New_York", utc(2025, 11, 2, 5, 45), "01:30", utc(2025, 11, 3, 6, 30), "after the first 01:30"),
-    # Australia/Sydney: fall back 2025-04-06 03:00 AEDT -> 02:00 AEST; spring forward 2025-10-05 02:00 AEST -> 03:00 AEDT
+    # Australia/Sydney: fall back 2025-04-06 03:00 AEDT -> 02:00 AEST;
+    # spring forward 2025-10-05 02:00 AEST -> 03:00 AEDT
     ("Australia/Sydney", utc(2025, 4, 5, 13, 0), "02:00", utc(2025, 4, 5, 15, 0), "02:00 twice: first (AEDT)"),
     ("Australia/Sydney", utc(2025, 4, 5, 13, 0), "02:30", utc(2025, 4, 5, 15, 30), "02:30 twice: first (AEDT)"),
     ("Australia/Sydney", utc(2025, 4, 5, 15, 1), "02:00", utc(2025, 4, 6, 16, 0), "after the first 02:00"),
@@ -43,7 +44,8 @@ DST_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("tz", "after", "at", "expected", "night"), DST_CASES, ids=[c[4] + " " + c[0] for c in DST_CASES])
+@pytest.mark.parametrize(("tz", "after", "at", "expected", "night"), DST_CASES,
+                         ids=[c[4] + " " + c[0] for c in DST_CASES])
 def test_dst_nights(tz, after, at, expected, night):
     got = next_local_time(after, at, tz)
     assert got == expected, night

@@ -44,7 +44,8 @@ class TestBuild:
 
     def test_timestamps_in_any_timezone_are_stored_as_utc(self):
         berlin = ZoneInfo("Europe/Berlin")
-        fc = Forecast.from_points([(datetime(2025, 3, 1, 1, 0, tzinfo=berlin), 10), (datetime(2025, 3, 1, 2, 0, tzinfo=berlin), 20)])
+        fc = Forecast.from_points([(datetime(2025, 3, 1, 1, 0, tzinfo=berlin), 10),
+                                   (datetime(2025, 3, 1, 2, 0, tzinfo=berlin), 20)])
         assert fc.start == T0
         assert fc.start.tzinfo is timezone.utc
 

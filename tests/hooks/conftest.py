@@ -8,7 +8,6 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-
 TOKEN = "em-secret-token-5f0c2b"
 #: quick retries so error-mode tests take milliseconds, not the production back-off
 FAST = {"retry_backoff": 0.01, "max_retry_wait": 5, "timeout": 2, "connect_timeout": 1}

@@ -189,7 +189,8 @@ class TestAsync:
             hook = ElectricityMapsHook("em_base")
             start = datetime(2024, 3, 6, 19, tzinfo=timezone.utc)
             return await asyncio.gather(
-                hook.aget_forecast(), hook.aget_latest(), hook.aget_history(start=start, end=start + timedelta(hours=1)),
+                hook.aget_forecast(), hook.aget_latest(),
+                hook.aget_history(start=start, end=start + timedelta(hours=1)),
                 hook.atest_connection(),
             )
 

@@ -1,15 +1,13 @@
 from __future__ import annotations
 
 import json
-
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import time_machine
-
-from airflow_provider_carbon.core.exceptions import BadPayloadError, InvalidRequestError, ServiceUnavailableError
 from werkzeug import Response
 
+from airflow_provider_carbon.core.exceptions import BadPayloadError, InvalidRequestError, ServiceUnavailableError
 from airflow_provider_carbon.hooks.carbon_aware_sdk import CarbonAwareSdkHook, parse_timespan
 from tests.hooks.conftest import requests_to
 
