@@ -1,11 +1,18 @@
-# The Airflow image this project tests against, with airflow-provider-carbon installed from this checkout using the
-# project's pinned constraints (not _PIP_ADDITIONAL_REQUIREMENTS, which reinstalls at every container start).
+# The Airflow image this project tests against, with airflow-provider-carbon installed from this checkout at build
+# time (not _PIP_ADDITIONAL_REQUIREMENTS, which reinstalls at every container start).
+#
+# Pinned to what the image already holds: the official image is built with Airflow's own constraints for this
+# version, and those versions satisfy the provider's requirements (requests, pandas, numpy, tenacity), so the
+# provider is added without changing a package. Our constraints.txt is a newer resolution for a virtualenv (e.g.
+# SQLAlchemy 2.1, pandas 3); forcing it here would replace packages the image's FAB auth manager was built with.
 ARG AIRFLOW_VERSION=3.3.2
 ARG PYTHON_VERSION=3.11
 FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}
+ARG AIRFLOW_VERSION
 
-COPY --chown=airflow:0 pyproject.toml README.md constraints.txt /opt/airflow-provider-carbon/
+COPY --chown=airflow:0 pyproject.toml README.md /opt/airflow-provider-carbon/
 COPY --chown=airflow:0 airflow_provider_carbon /opt/airflow-provider-carbon/airflow_provider_carbon
-RUN pip install --no-cache-dir "/opt/airflow-provider-carbon" \
-        --constraint /opt/airflow-provider-carbon/constraints.txt \
+RUN pip freeze > /tmp/image-constraints.txt \
+    && pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "/opt/airflow-provider-carbon" \
+        --constraint /tmp/image-constraints.txt \
     && python -c "import airflow_provider_carbon, airflow_provider_carbon.simulator"
