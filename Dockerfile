@@ -2,8 +2,8 @@
 # time (not _PIP_ADDITIONAL_REQUIREMENTS, which reinstalls at every container start).
 #
 # Pinned to what the image already holds: the official image is built with Airflow's own constraints for this
-# version, and those versions satisfy the provider's requirements (requests, pandas, numpy, tenacity), so the
-# provider is added without changing a package. Our constraints.txt is a newer resolution for a virtualenv (e.g.
+# version; pip adds what the provider needs and the image lacks, and changes no package the image has (it fails
+# the build instead, should a requirement conflict). Our constraints.txt is a newer resolution for a virtualenv (e.g.
 # SQLAlchemy 2.1, pandas 3); forcing it here would replace packages the image's FAB auth manager was built with.
 ARG AIRFLOW_VERSION=3.3.2
 ARG PYTHON_VERSION=3.11
