@@ -619,6 +619,11 @@ class CarbonIntensityHook(BaseHook):
         """Settings besides zone, step and horizon that change the data (e.g. emission factor type)."""
         return ()
 
+    def latest_comparable_to_forecast(self) -> bool:
+        """Whether :meth:`get_latest` measures what :meth:`get_forecast` predicts (same emission factors), so that
+        the trigger may compare them at the planned start."""
+        return True
+
     def cloud_location(self, provider: str, region: str) -> str | None:
         """The name this service uses for a cloud region, if it has one; else the region's grid zone is used."""
         return None

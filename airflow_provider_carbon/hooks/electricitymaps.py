@@ -100,6 +100,10 @@ class ElectricityMapsHook(CarbonIntensityHook):
     def cache_key_extras(self) -> tuple[Any, ...]:
         return (self.extras.get("emission_factor_type") or "lifecycle", self.flag("disable_estimations"))
 
+    def latest_comparable_to_forecast(self) -> bool:
+        # the forecast endpoint takes no emissionFactorType and is lifecycle; "direct" latest values are lower
+        return (self.extras.get("emission_factor_type") or "lifecycle") == "lifecycle"
+
     def _headers(self) -> dict[str, str]:
         token = self.token
         if not token:

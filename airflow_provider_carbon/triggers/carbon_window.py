@@ -123,6 +123,17 @@ class CarbonWindowTrigger(BaseTrigger):
             self.log.warning("carbon trigger: %s failed: %s", call, err)
             return None, err
 
+    async def _comparable(self, until: datetime) -> bool:
+        """Whether the hook's current value may be compared with its forecast; ``True`` when that cannot be told
+        (the comparison's own call then reports what is wrong)."""
+        try:
+            hook = self._hook()
+            # the connection (which holds the settings) is read with the async API: never block the event loop
+            await asyncio.wait_for(hook._aload_connection(), max((until - utcnow()).total_seconds(), 0.001))
+            return bool(hook.latest_comparable_to_forecast())
+        except Exception:  # noqa: BLE001 - only a question; _bounded() logs the real failure
+            return True
+
     async def _forecast(
         self, spec: PlanSpec, now: datetime, until: datetime, *, use_cache: bool
     ) -> tuple[Any, BaseException | None]:
@@ -178,6 +189,10 @@ class CarbonWindowTrigger(BaseTrigger):
         self, spec: PlanSpec, decision: Decision, now: datetime
     ) -> tuple[Decision, float | None, bool]:
         until = min(spec.latest_start, now + DEVIATION_CHECK_BUDGET)
+        if not await self._comparable(until):
+            self.log.info("carbon trigger: the current intensity and the forecast use different emission factors; "
+                          "starting as planned without comparing them")
+            return decision, None, False
         latest, error = await self._bounded("aget_latest", until)
         if latest is None:
             self.log.warning("carbon trigger: could not read the current intensity (%s); starting as planned", error)

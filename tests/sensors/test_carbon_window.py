@@ -135,6 +135,20 @@ def test_deviation_at_the_start_replans_once(grid, monkeypatch):
     assert released <= T0 + 10 * H
 
 
+def test_no_deviation_check_across_emission_factors(grid, monkeypatch):
+    """Electricity Maps forecasts are lifecycle figures; with emission_factor_type=direct the current value is
+    a different quantity, so the trigger starts as planned instead of comparing the two."""
+    monkeypatch.setenv("AIRFLOW_CONN_GRID", grid.connection(grid.url, emission_factor_type="direct"))
+    grid.observed_offset[4] = 400  # would be a deviation if it were comparable
+    ctx = context(T0)
+    with Clock(T0) as clock:
+        deferred = defer(sensor(), ctx)
+        event = run_trigger(deferred.trigger, clock, monkeypatch)
+        assert clock.now() == T0 + 4 * H
+    assert event.payload["decision"]["replans"] == []
+    assert not [kind for kind, _ in grid.requests if kind == "latest"]
+
+
 def test_token_revoked_mid_wait_still_releases_as_planned(grid, monkeypatch):
     ctx = context(T0)
     with Clock(T0) as clock:
