@@ -12,6 +12,10 @@ lasts 5 real seconds and a whole night 40 seconds. Timestamps in answers are *re
 compressed step (a 24-hour hourly forecast has points 5 s apart), so a sensor that waits for the cleanest point
 really waits for it. ``sim_start`` says which simulated instant "now" was when the server started.
 
+**Control** (``/sim/...``): ``GET /sim/state``; ``POST /sim/failure`` (below); ``POST /sim/clock`` with
+``{"sim_start": ..., "real_start": ..., "speed": ...}`` re-anchors the simulated time while the server runs (e.g.
+"simulated midnight is now"), as ``--sim-start``/``--real-start``/``--speed`` do at start.
+
 **Failure modes** (at start with ``--failure``, at run time with ``POST /sim/failure``), for all zones or some:
 ``down`` (the connection is closed without an answer), ``slow`` (answers after ``delay`` seconds), ``429`` (with
 ``Retry-After``), ``500``, ``503``, ``empty`` (200 with no body), ``garbage`` (200 with HTML), ``zeros`` (all values
@@ -281,6 +285,21 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, failure.to_dict())
         if path == "/sim/failure":
             return self._send(200, sim.failure.to_dict())
+        if path == "/sim/clock" and method == "POST":
+            # re-anchor the simulated time, e.g. "simulated midnight is now", so a run starts at a known hour
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
+            try:
+                sim.clock = SimClock(
+                    speed=float(body.get("speed") or sim.clock.speed),
+                    real_anchor=_parse_time(body["real_start"]) if body.get("real_start") else datetime.now(
+                        timezone.utc),
+                    sim_anchor=_parse_time(body["sim_start"]) if body.get("sim_start") else None,
+                )
+            except (KeyError, ValueError, TypeError) as err:
+                return self._send(400, {"error": f"bad clock: {err}"})
+            return self._send(200, {"speed": sim.clock.speed, "real_anchor": sim.clock.real_anchor.isoformat(),
+                                    "sim_anchor": sim.clock.sim_anchor.isoformat() if sim.clock.sim_anchor else None})
         self._send(404, {"error": f"no route {path}"})
 
     # -- Electricity Maps v3 ------------------------------------------------------------------------------------

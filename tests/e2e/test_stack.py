@@ -23,6 +23,7 @@ from tests.conftest import REPO_ROOT, require_or_skip
 pytestmark = pytest.mark.slow
 
 SPEED = 720  # one simulated hour per 5 real seconds
+SIM_MIDNIGHT = datetime(2025, 6, 2, tzinfo=timezone(timedelta(hours=2)))  # the demo's night: DE is best at 05:00
 ARTIFACTS = REPO_ROOT / "artifacts" / "e2e"
 NIGHTLY = "nightly_low_carbon_training"
 REGIONS = "greenest_region_batch"
@@ -52,6 +53,17 @@ def simulator():
     yield url
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=10)
+
+
+def night_starts_now(url: str) -> datetime:
+    """Re-anchor the simulator: simulated midnight of a June night in Berlin is one second from now. Without it a
+    run would meet whatever simulated hour the module's clock had reached, sometimes one whose optimum is "now"
+    (then the sensor rightly does not defer, and the test could not see the triggerer at work)."""
+    midnight = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
+    body = {"sim_start": SIM_MIDNIGHT.isoformat(), "real_start": midnight.isoformat()}
+    request = urllib.request.Request(f"{url}/sim/clock", data=json.dumps(body).encode(), method="POST")
+    urllib.request.urlopen(request, timeout=5).close()
+    return midnight
 
 
 def set_failure(url: str, mode: str) -> None:
@@ -186,7 +198,7 @@ def trigger_logs(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) ->
 
 def test_nightly_dag_plans_waits_in_the_triggerer_and_reports(stack, simulator):
     set_failure(simulator, "ok")
-    started = datetime.now(timezone.utc)
+    started = night_starts_now(simulator)
     run = run_dag(stack, NIGHTLY, compressed_conf(started + timedelta(seconds=20)))
     run_id = run["dag_run_id"]
     assert run["state"] == "success", task_states(stack, NIGHTLY, run_id)

@@ -8,7 +8,7 @@ import os
 import socket
 import urllib.parse
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
@@ -19,6 +19,7 @@ from tests.e2e.test_stack import (
     REGIONS,
     check_region_run,
     compressed_conf,
+    night_starts_now,
     run_dag,
     set_failure,
     simulator,  # noqa: F401 - the module-scoped fixture
@@ -78,7 +79,7 @@ def celery_stack(tmp_path_factory, simulator, database):  # noqa: F811 - pytest 
 
 def test_nightly_dag_on_celery_and_postgres(celery_stack, simulator):  # noqa: F811
     set_failure(simulator, "ok")
-    run = run_dag(celery_stack, NIGHTLY, compressed_conf(datetime.now(timezone.utc) + timedelta(seconds=20)))
+    run = run_dag(celery_stack, NIGHTLY, compressed_conf(night_starts_now(simulator) + timedelta(seconds=20)))
     run_id = run["dag_run_id"]
     assert run["state"] == "success", task_states(celery_stack, NIGHTLY, run_id)
     decision = xcom(celery_stack, NIGHTLY, run_id, "wait_for_low_carbon_window", "carbon_decision")

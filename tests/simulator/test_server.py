@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from datetime import datetime, timedelta, timezone
 
@@ -163,6 +164,23 @@ def test_zeros_apply_only_to_the_chosen_zones_and_to_windowed_answers(monkeypatc
         assert hook.get_current_forecasts(["FR"], window_size=timedelta(minutes=2))[0].forecast.values[0] > 0
     finally:
         server.shutdown()
+
+
+def test_the_clock_is_re_anchored_at_run_time(simulator):
+    """POST /sim/clock: "simulated midnight is now", so a run can start at a known simulated hour."""
+    now = datetime.now(timezone.utc)
+    body = json.dumps({"sim_start": "2025-12-24T00:00:00+01:00", "real_start": now.isoformat()}).encode()
+    request = urllib.request.Request(simulator.url + "/sim/clock", data=body, method="POST")
+    with urllib.request.urlopen(request) as response:
+        assert json.loads(response.read())["speed"] == 720
+    with urllib.request.urlopen(simulator.url + "/sim/state") as response:
+        sim_now = datetime.fromisoformat(json.loads(response.read())["sim_now"])
+    midnight = datetime(2025, 12, 24, tzinfo=timezone(timedelta(hours=1)))
+    assert midnight <= sim_now <= midnight + (datetime.now(timezone.utc) - now) * 720 + timedelta(seconds=1)
+    bad = urllib.request.Request(simulator.url + "/sim/clock", data=b'{"sim_start": "soon"}', method="POST")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(bad)
+    assert info.value.code == 400
 
 
 def test_wrong_token_and_unknown_zone(simulator, monkeypatch):
