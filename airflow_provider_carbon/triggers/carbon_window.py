@@ -148,6 +148,12 @@ class CarbonWindowTrigger(BaseTrigger):
         # the plan's own time, not this start: a trigger resumed by a restarted triggerer (which rebuilds it from
         # the arguments it was deferred with) re-checks at once if that plan is older than the re-check interval
         last_check = min(utcnow(), decision.decided_at)
+        if self.hook_class:
+            # importing the hook's module (requests, tenacity, ...) takes a while on a busy machine: not in the loop
+            try:
+                await asyncio.to_thread(self._hook)
+            except Exception as err:  # the first call reports it again; the plan stands meanwhile
+                self.log.warning("carbon trigger: hook %s unusable: %s", self.hook_class, err)
         self.log.info("carbon trigger: waiting; %s; latest start %s", decision.summary(), spec.latest_start)
         while True:
             now = utcnow()

@@ -140,9 +140,10 @@ def scheduled_runs(stack: AirflowStack) -> list[str]:
 
 
 def settled(stack: AirflowStack, dag_id: str, run_ids: list[str], quiet: float = 3.0) -> bool:
-    """No task instance of these runs is unfinished, and nothing has called the execution API for ``quiet`` s."""
+    """No task instance of these runs is in a worker (a deferred one waits in the triggerer, which writes to the
+    database itself), and nothing has called the execution API for ``quiet`` s."""
     for run_id in run_ids:
-        if any(state not in ("success", "failed", "skipped", "upstream_failed", "removed", None)
+        if any(state in ("running", "queued", "restarting")
                for state in task_states(stack, dag_id, run_id).values()):
             return False
     calls = [line for line in stack.log("api-server").splitlines() if "path=/execution/" in line]

@@ -69,6 +69,15 @@ def test_cloud_region_names(em):
     assert [row["zone"] for row in xcom["carbon_regions"]] == ["SE-SE3", "DE", "PL"]
 
 
+def test_region_zones_override_and_latency_weight(em):
+    # a name of the user's own, mapped to a zone; and latency that outweighs carbon
+    region, xcom = run(pick(regions=["my-dc", "SE-SE3"], region_zones={"my-dc": "PL"}))
+    assert region == "SE-SE3" and xcom["carbon_regions"][1]["zone"] == "PL"
+    region, xcom = run(pick(regions=["my-dc", "SE-SE3"], region_zones={"my-dc": "PL"},
+                            latency_ms={"my-dc": 5, "SE-SE3": 80}, weights={"carbon": 1, "latency": 2}))
+    assert region == "my-dc" and xcom["carbon_regions"][0]["latency_ms"] == 5
+
+
 def test_cost_weights_and_carbon_price(em):
     cost = {"SE-SE3": 9.0, "FR": 8.0, "DE": 3.0, "PL": 2.0, "ES": 4.0}
     assert run(pick(cost_per_hour=cost, weights={"carbon": 1, "cost": 1}))[0] == "ES"
