@@ -89,6 +89,14 @@ class TestCache:
         em.get_forecast("DE", horizon=timedelta(hours=10, minutes=1), min_horizon=H2)  # the next whole hour
         assert len(requests_to(httpserver, PATH)) == 2
 
+    def test_keys_differ_by_emission_factor_type(self, httpserver, connection):
+        httpserver.expect_request(PATH).respond_with_handler(slow_forecast(0))
+        for factor in ("lifecycle", "direct", "lifecycle"):
+            connection("em_factor", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN,
+                       extra={"zone": "DE", "emission_factor_type": factor})
+            ElectricityMapsHook("em_factor").get_forecast()
+        assert len(requests_to(httpserver, PATH)) == 2
+
     def test_ttl_zero_disables(self, httpserver, connection):
         connection("em_nocache", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN,
                    extra={"zone": "DE", "cache_ttl": 0})
@@ -225,6 +233,16 @@ def test_settings_precedence(httpserver, connection):
     assert hook.setting("timeout") == 7  # argument beats extra
     assert hook.setting("cache_ttl") == 60  # extra beats default
     assert hook.setting("max_attempts") == 4  # default
+
+
+def test_limit_time_caps_timeouts_and_retry_budget(httpserver, connection):
+    connection("em_limit", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN,
+               extra={"timeout": 10, "connect_timeout": 5, "max_retry_wait": 30})
+    hook = ElectricityMapsHook("em_limit")
+    hook.limit_time(2.5)
+    assert [hook._number(n) for n in ("timeout", "connect_timeout", "max_retry_wait")] == [2.5, 2.5, 2.5]
+    hook.limit_time(60)  # never loosens what was set
+    assert hook._number("timeout") == 2.5
 
 
 def test_base_url_with_port_field(connection):

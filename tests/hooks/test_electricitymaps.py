@@ -53,6 +53,16 @@ def test_forecast_horizon_rounds_up_to_an_offered_one(hook, httpserver):
     assert len(hook.get_forecast(horizon=timedelta(hours=60))) == 73
 
 
+def test_granularity_extra_is_the_default(httpserver, connection):
+    connection("em_15", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN,
+               extra={"zone": "FR", "granularity": "15_minutes"})
+    httpserver.expect_request("/v3/carbon-intensity/forecast",
+                              query_string={"zone": "FR", **NO_CALLER_LOOKUP, "horizonHours": "24",
+                                            "temporalGranularity": "15_minutes"}).respond_with_json(
+        em_forecast("FR", [50] * 96, start=this_hour(), step=timedelta(minutes=15)))
+    assert ElectricityMapsHook("em_15").get_forecast().values[0] == 50
+
+
 def test_forecast_nulls_are_skipped(hook, httpserver):
     start = this_hour()  # once: the hour may turn during the test
     body = em_forecast("DE", [300] * 25, start=start)

@@ -215,6 +215,16 @@ def test_a_fallback_plan_gives_way_when_the_forecast_returns(grid, monkeypatch):
     assert [r["cause"] for r in record["replans"]] == ["re-check: forecast available again"]
 
 
+def test_coordinates_reach_the_api_and_bad_events_are_refused(grid, httpserver):
+    with Clock(T0):
+        deferred = defer(task := sensor(zone=None, lat=48.1, lon=11.6), context(T0))
+    (request, _), *_ = httpserver.log
+    assert request.args["lat"] == "48.1" and request.args["lon"] == "11.6" and "zone" not in request.args
+    assert deferred.trigger.lat == 48.1 and deferred.trigger.lon == 11.6
+    with pytest.raises(RuntimeError, match="unexpected event"):
+        task.execute_complete(context(T0), {"status": "timeout"})
+
+
 def test_token_revoked_mid_wait_still_releases_as_planned(grid, monkeypatch):
     ctx = context(T0)
     with Clock(T0) as clock:
