@@ -196,7 +196,7 @@ def plan(
         # start now; if there is no forecast either, the record still says why (a failed or too slow request)
         failed = forecast is None and error is not None
         return Decision(planned_start=now, planned_end=now + duration, reason=REASON_DEADLINE,
-                        used_fallback=failed, fallback_reason=f"{type(error).__name__}: {error}" if failed else None,
+                        used_fallback=failed, fallback_reason=_why(error) if failed else None,
                         **common, **_forecast_meta(forecast))
     if forecast is not None:
         earliest = max(now, forecast.start)
@@ -231,6 +231,11 @@ def revise(spec: PlanSpec, current: Decision, forecast: Forecast | None, *, now:
     else:
         return current
     return current.replanned(new, cause, now)
+
+
+def _why(error: BaseException) -> str:
+    """What the decision record says about the error that stood in for a forecast."""
+    return f"{type(error).__name__}: {error}"
 
 
 def _forecast_meta(forecast: Forecast | None) -> dict[str, Any]:
@@ -306,7 +311,7 @@ def _fallback(
         planned_end=start + spec.duration,
         reason=REASON_FALLBACK,
         used_fallback=True,
-        fallback_reason=f"{type(error).__name__}: {error}" if error is not None else "no forecast",
+        fallback_reason=_why(error) if error is not None else "no forecast",
         **common,
         **_forecast_meta(forecast),
     )

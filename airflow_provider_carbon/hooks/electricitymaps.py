@@ -97,12 +97,16 @@ class ElectricityMapsHook(CarbonIntensityHook):
             )
         return _GRANULARITY_STEPS[name]
 
+    @property
+    def emission_factor_type(self) -> str:
+        return self.extras.get("emission_factor_type") or "lifecycle"
+
     def cache_key_extras(self) -> tuple[Any, ...]:
-        return (self.extras.get("emission_factor_type") or "lifecycle", self.flag("disable_estimations"))
+        return (self.emission_factor_type, self.flag("disable_estimations"))
 
     def latest_comparable_to_forecast(self) -> bool:
         # the forecast endpoint takes no emissionFactorType and is lifecycle; "direct" latest values are lower
-        return (self.extras.get("emission_factor_type") or "lifecycle") == "lifecycle"
+        return self.emission_factor_type == "lifecycle"
 
     def _headers(self) -> dict[str, str]:
         token = self.token
@@ -136,7 +140,7 @@ class ElectricityMapsHook(CarbonIntensityHook):
 
     def _data_params(self) -> dict[str, str]:
         return {
-            "emissionFactorType": self.extras.get("emission_factor_type") or "lifecycle",
+            "emissionFactorType": self.emission_factor_type,
             "disableEstimations": "true" if self.flag("disable_estimations") else "false",
         }
 

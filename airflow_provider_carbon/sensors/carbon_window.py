@@ -266,35 +266,31 @@ class CarbonWindowSensor(CarbonPlanningMixin, BaseSensorOperator):
         from airflow_provider_carbon.core.fallback import FallbackPolicy
 
         previous: Decision | None = getattr(self, "_decision", None)
-        rescheduled = self._first_reschedule(context) is not None
-        if previous is None and not rescheduled:
-            decision = self._initial_decision(context, spec)
-            self.record(context, decision)  # visible while waiting
-            return decision
+        if previous is None:
+            if self._first_reschedule(context) is None:  # the first poke plans as execute() does
+                decision = self._initial_decision(context, spec)
+                self.record(context, decision)  # visible while waiting
+                return decision
+            try:  # a later poke in reschedule mode: the plan went with the XComs, so plan again
+                return self._initial_decision(context, spec)
+            except Exception as err:  # "fail" only before the first plan: this poke follows one we no longer know
+                self.log.warning("re-plan impossible mid-wait (%s); releasing now", err)
+                mid_wait = FallbackPolicy.parse("now")
+                return plan(replace(spec, fallback=mid_wait), None, now=datetime.now(timezone.utc), error=err)
         now = datetime.now(timezone.utc)
-        if previous is not None and previous.planned_start <= now + timedelta(seconds=self.poke_interval / 2):
-            return previous  # due: release without asking the API again
-        if parse_plan(self.plan) is not None:
-            return self._initial_decision(context, spec)
+        due = previous.planned_start <= now + timedelta(seconds=self.poke_interval / 2)
+        if due or parse_plan(self.plan) is not None:
+            return previous  # due, or a plan made elsewhere: release or wait without asking the API again
         try:
             hook = self.carbon_hook()
         except Exception as err:
             forecast, error = None, err
         else:
-            until = previous.planned_start if previous is not None else None
-            forecast, error = self.fetch_forecast(hook, spec, now, until=until)
-        now = datetime.now(timezone.utc)
-        if previous is not None:
-            revised = revise(spec, previous, forecast, now=now)
-            if revised is not previous:
-                entry = revised.replans[-1]
-                self.log.info("%s: %s -> %s", entry["cause"], entry["previous_start"], entry["new_start"])
-            elif forecast is None:
-                self.log.warning("re-check failed (%s); keeping the plan for %s", error, previous.planned_start)
-            return revised
-        try:
-            return plan(spec, forecast, now=now, error=error)
-        except Exception as err:  # "fail" only before the first plan: this poke follows one we no longer know
-            self.log.warning("re-plan impossible mid-wait (%s); releasing now", err)
-            mid_wait = FallbackPolicy.parse("now")
-            return plan(replace(spec, fallback=mid_wait), None, now=now, error=err)
+            forecast, error = self.fetch_forecast(hook, spec, now, until=previous.planned_start)
+        revised = revise(spec, previous, forecast, now=datetime.now(timezone.utc))
+        if revised is not previous:
+            entry = revised.replans[-1]
+            self.log.info("%s: %s -> %s", entry["cause"], entry["previous_start"], entry["new_start"])
+        elif forecast is None:
+            self.log.warning("re-check failed (%s); keeping the plan for %s", error, previous.planned_start)
+        return revised

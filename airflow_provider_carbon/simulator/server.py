@@ -85,6 +85,10 @@ class SimClock:
     def now(self) -> datetime:
         return self.sim(datetime.now(timezone.utc))
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"speed": self.speed, "real_anchor": self.real_anchor.isoformat(),
+                "sim_anchor": self.sim_anchor.isoformat() if self.sim_anchor else None}
+
 
 @dataclass
 class Failure:
@@ -266,20 +270,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- control ----------------------------------------------------------------------------------------------------
 
+    def _json_body(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length) or b"{}")
+
     def _control(self, method: str, path: str, query: dict[str, list[str]]) -> None:
         sim = self.server.simulator
         if path == "/sim/health":
             return self._send(200, {"status": "ok"})
         if path == "/sim/state":
             return self._send(200, {
-                "speed": sim.clock.speed, "real_anchor": sim.clock.real_anchor.isoformat(),
-                "sim_anchor": sim.clock.sim_anchor.isoformat() if sim.clock.sim_anchor else None,
+                **sim.clock.to_dict(),
                 "sim_now": sim.clock.now().isoformat(), "zones": sorted(sim.grids), "locations": sim.locations,
                 "failure": sim.failure.to_dict(), "requests": len(sim.requests),
             })
         if path == "/sim/failure" and method == "POST":
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length) or b"{}")
+            body = self._json_body()
             failure = sim.set_failure(body.get("mode", "ok"), body.get("zones"), body.get("delay"),
                                       body.get("retry_after"))
             return self._send(200, failure.to_dict())
@@ -287,8 +293,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, sim.failure.to_dict())
         if path == "/sim/clock" and method == "POST":
             # re-anchor the simulated time, e.g. "simulated midnight is now", so a run starts at a known hour
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length) or b"{}")
+            body = self._json_body()
             try:
                 sim.clock = SimClock(
                     speed=float(body.get("speed") or sim.clock.speed),
@@ -296,10 +301,9 @@ class _Handler(BaseHTTPRequestHandler):
                         timezone.utc),
                     sim_anchor=_parse_time(body["sim_start"]) if body.get("sim_start") else None,
                 )
-            except (KeyError, ValueError, TypeError) as err:
+            except (ValueError, TypeError) as err:
                 return self._send(400, {"error": f"bad clock: {err}"})
-            return self._send(200, {"speed": sim.clock.speed, "real_anchor": sim.clock.real_anchor.isoformat(),
-                                    "sim_anchor": sim.clock.sim_anchor.isoformat() if sim.clock.sim_anchor else None})
+            return self._send(200, sim.clock.to_dict())
         self._send(404, {"error": f"no route {path}"})
 
     # -- Electricity Maps v3 ------------------------------------------------------------------------------------
