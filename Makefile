@@ -8,14 +8,14 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 # pip's own notice about newer releases is noise on machines without internet
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install test test-fast bench demo constraints clean
+.PHONY: install test test-fast lint format bench demo constraints clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet pip==26.3
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e . -r requirements-test.txt
 	touch $@
 
 ## the whole suite, end-to-end tests included
@@ -26,6 +26,16 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not slow"
 
+## formatting and lint rules (pyproject.toml [tool.ruff]); CI runs this before the tests
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+## apply the formatter and the safe lint fixes
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
 ## optimizer speed against brute-force and pandas references measured in the same run, plus import cost
 bench: install
 	$(PY) benchmarks/bench_windows.py
@@ -35,7 +45,7 @@ constraints:
 	rm -rf .venv-constraints
 	$(PYTHON) -m venv .venv-constraints
 	PIP_CONSTRAINT= .venv-constraints/bin/pip install --quiet pip==26.3
-	PIP_CONSTRAINT= .venv-constraints/bin/pip install --quiet -c ../shared/reference/airflow-3.3.2-resolved.txt '.[test]'
+	PIP_CONSTRAINT= .venv-constraints/bin/pip install --quiet -c ../shared/reference/airflow-3.3.2-resolved.txt . -r requirements-test.txt
 	{ sed -n '1,3p' constraints.txt; .venv-constraints/bin/pip freeze --exclude airflow-provider-carbon; \
 	  grep '^flit_core==' constraints.txt; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt

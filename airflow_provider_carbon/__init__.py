@@ -13,24 +13,24 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from airflow_provider_carbon.core.exceptions import (
+    from airflow_provider_carbon.core.fallback import FallbackPolicy, next_local_time
+    from airflow_provider_carbon.core.forecast import Forecast, Signal
+    from airflow_provider_carbon.core.windows import Window, find_best_window, rank_windows
+    from airflow_provider_carbon.exceptions import (
         CarbonError,
         DeadlineTooTightError,
         ForecastCoverageError,
         InvalidForecastError,
         WindowError,
     )
-    from airflow_provider_carbon.core.fallback import FallbackPolicy, next_local_time
-    from airflow_provider_carbon.core.forecast import Forecast, Signal
-    from airflow_provider_carbon.core.windows import Window, find_best_window, rank_windows
 
 # public name -> module that defines it
 _LAZY = {
-    "CarbonError": "airflow_provider_carbon.core.exceptions",
-    "DeadlineTooTightError": "airflow_provider_carbon.core.exceptions",
-    "ForecastCoverageError": "airflow_provider_carbon.core.exceptions",
-    "InvalidForecastError": "airflow_provider_carbon.core.exceptions",
-    "WindowError": "airflow_provider_carbon.core.exceptions",
+    "CarbonError": "airflow_provider_carbon.exceptions",
+    "DeadlineTooTightError": "airflow_provider_carbon.exceptions",
+    "ForecastCoverageError": "airflow_provider_carbon.exceptions",
+    "InvalidForecastError": "airflow_provider_carbon.exceptions",
+    "WindowError": "airflow_provider_carbon.exceptions",
     "FallbackPolicy": "airflow_provider_carbon.core.fallback",
     "next_local_time": "airflow_provider_carbon.core.fallback",
     "Forecast": "airflow_provider_carbon.core.forecast",

@@ -65,8 +65,10 @@ CONNECTION_TYPES = [
         "Electricity Maps",
         hidden=["schema", "port", "login"],
         relabeling={"password": "API token", "host": "API base URL"},
-        placeholders={"host": "https://api.electricitymaps.com/v3 (default)",
-                      "password": "your Electricity Maps token"},
+        placeholders={
+            "host": "https://api.electricitymaps.com/v3 (default)",
+            "password": "your Electricity Maps token",
+        },
         fields={
             "zone": {
                 "label": "Default zone",
@@ -82,7 +84,9 @@ CONNECTION_TYPES = [
                 "label": "Granularity",
                 "description": "Step of the data asked for (finer steps need a plan that offers them).",
                 "schema": {
-                    "type": ["string", "null"], "default": "hourly", "enum": ["hourly", "15_minutes", "5_minutes"],
+                    "type": ["string", "null"],
+                    "default": "hourly",
+                    "enum": ["hourly", "15_minutes", "5_minutes"],
                 },
             },
             "disable_estimations": {
@@ -176,9 +180,13 @@ def provider_info(version: str) -> dict[str, Any]:
             {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_carbon.sensors.carbon_window"]}
         ],
         "operators": [
-            {"integration-name": INTEGRATION, "python-modules": [
-                "airflow_provider_carbon.operators.plan", "airflow_provider_carbon.operators.region",
-            ]}
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [
+                    "airflow_provider_carbon.operators.plan",
+                    "airflow_provider_carbon.operators.region",
+                ],
+            }
         ],
         "triggers": [
             {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_carbon.triggers.carbon_window"]}

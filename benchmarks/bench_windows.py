@@ -49,8 +49,11 @@ def series(hourly: np.ndarray, start_hour: int, hours: int, step_min: int) -> pd
     """``hours`` of data from ``start_hour`` at ``step_min`` resolution (linear interpolation between hours)."""
     x = np.arange(0, hours * 60, step_min) / 60 + start_hour
     values = np.interp(x, np.arange(hourly.size), hourly)
-    index = pd.date_range(datetime(2021, 1, 1, tzinfo=timezone.utc) + timedelta(hours=start_hour),
-                          periods=len(values), freq=f"{step_min}min")
+    index = pd.date_range(
+        datetime(2021, 1, 1, tzinfo=timezone.utc) + timedelta(hours=start_hour),
+        periods=len(values),
+        freq=f"{step_min}min",
+    )
     return pd.Series(values, index=index)
 
 
@@ -107,8 +110,14 @@ def bench_case(name: str, s: pd.Series, duration: timedelta, deadline: timedelta
     t_brute = per_call_us(lambda: brute_force(fc, duration, earliest, latest_start), repeat=3)
     t_pandas = per_call_us(lambda: pandas_rolling(s, step_points, latest_start), repeat=3)
     return {
-        "case": name, "points": len(fc), "ours": t_ours, "series": t_series, "brute": t_brute, "pandas": t_pandas,
-        "start": ours.start, "saving": ours.saving_pct,
+        "case": name,
+        "points": len(fc),
+        "ours": t_ours,
+        "series": t_series,
+        "brute": t_brute,
+        "pandas": t_pandas,
+        "start": ours.start,
+        "saving": ours.saving_pct,
     }
 
 
@@ -131,8 +140,9 @@ def import_cost_ms(runs: int = 7) -> tuple[float, float, list[str]]:
     )
     base, extra, mods = [], [], ""
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
-                             env=os.environ.copy()).stdout.split()
+        out = subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=os.environ.copy()
+        ).stdout.split()
         base.append(float(out[0]) * 1e3)
         extra.append(float(out[1]) * 1e3)
         mods = out[2] if len(out) > 2 else ""
@@ -141,39 +151,54 @@ def import_cost_ms(runs: int = 7) -> tuple[float, float, list[str]]:
 
 def main() -> int:
     hourly, source = hourly_year()
-    print(f"find_best_window benchmark: python {sys.version.split()[0]}, numpy {np.__version__}, "
-          f"pandas {pd.__version__}; data {source}")
+    print(
+        f"find_best_window benchmark: python {sys.version.split()[0]}, numpy {np.__version__}, "
+        f"pandas {pd.__version__}; data {source}"
+    )
     h = 24 * 151  # 2021-06-01
     cases = [
         ("24 h @ 5 min, 2 h job", series(hourly, h, 24, 5), timedelta(hours=2), None),
         ("24 h @ 15 min, 2 h job", series(hourly, h, 24, 15), timedelta(hours=2), None),
         ("24 h @ 60 min, 2 h job", series(hourly, h, 24, 60), timedelta(hours=2), None),
         ("72 h @ 5 min, 2 h job", series(hourly, h, 72, 5), timedelta(hours=2), None),
-        ("1 year @ 60 min, 4 h job, 1-week deadline", series(hourly, 0, hourly.size, 60), timedelta(hours=4),
-         timedelta(days=7)),
+        (
+            "1 year @ 60 min, 4 h job, 1-week deadline",
+            series(hourly, 0, hourly.size, 60),
+            timedelta(hours=4),
+            timedelta(days=7),
+        ),
     ]
     rows = [bench_case(*c) for c in cases]
     print()
-    header = (f"{'case':<42} {'points':>6} {'ours µs':>9} {'brute µs':>10} {'brute/ours':>10} "
-              f"{'pandas µs':>10} {'pandas/ours':>11} {'from Series µs':>14}")
+    header = (
+        f"{'case':<42} {'points':>6} {'ours µs':>9} {'brute µs':>10} {'brute/ours':>10} "
+        f"{'pandas µs':>10} {'pandas/ours':>11} {'from Series µs':>14}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['case']:<42} {r['points']:>6} {r['ours']:>9.1f} {r['brute']:>10.1f} {r['brute'] / r['ours']:>9.0f}x "
-              f"{r['pandas']:>10.1f} {r['pandas'] / r['ours']:>10.1f}x {r['series']:>14.1f}")
+        print(
+            f"{r['case']:<42} {r['points']:>6} {r['ours']:>9.1f} {r['brute']:>10.1f} {r['brute'] / r['ours']:>9.0f}x "
+            f"{r['pandas']:>10.1f} {r['pandas'] / r['ours']:>10.1f}x {r['series']:>14.1f}"
+        )
     print("\nEvery row: the optimizer's window equals the brute force's (same start, mean within 1e-9).")
     print("'from Series' includes validating a pandas Series into a Forecast on every call.")
 
     base_ms, extra_ms, mods = import_cost_ms()
-    print(f"\nimport airflow.sdk: {base_ms:.0f} ms; `import airflow_provider_carbon`"
-          f"{' + ' + ', '.join(mods) if mods else ''} adds {extra_ms:.1f} ms on top "
-          f"({extra_ms / base_ms * 100:.1f} % of airflow.sdk; median of 7 fresh interpreters)")
+    print(
+        f"\nimport airflow.sdk: {base_ms:.0f} ms; `import airflow_provider_carbon`"
+        f"{' + ' + ', '.join(mods) if mods else ''} adds {extra_ms:.1f} ms on top "
+        f"({extra_ms / base_ms * 100:.1f} % of airflow.sdk; median of 7 fresh interpreters)"
+    )
 
     first, ratio72 = rows[0]["ours"], rows[3]["brute"] / rows[3]["ours"]
     checks = [
         (f"24 h @ 5 min per call <= {TARGET_US_24H_5MIN:.0f} µs", first <= TARGET_US_24H_5MIN, f"{first:.1f} µs"),
-        (f"72 h @ 5 min >= {TARGET_RATIO_72H_5MIN:.0f}x brute force", ratio72 >= TARGET_RATIO_72H_5MIN,
-         f"{ratio72:.0f}x"),
+        (
+            f"72 h @ 5 min >= {TARGET_RATIO_72H_5MIN:.0f}x brute force",
+            ratio72 >= TARGET_RATIO_72H_5MIN,
+            f"{ratio72:.0f}x",
+        ),
         (f"import adds < {TARGET_IMPORT_MS:.0f} ms", extra_ms < TARGET_IMPORT_MS, f"{extra_ms:.1f} ms"),
     ]
     print()

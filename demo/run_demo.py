@@ -51,10 +51,27 @@ def real_of(hours: float, midnight_real: datetime) -> datetime:
 def start_simulator(port: int, midnight_real: datetime) -> subprocess.Popen:
     sim_midnight = datetime(2025, 6, 2, tzinfo=timezone(timedelta(hours=2)))  # a June night in Berlin
     proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_carbon.simulator", "--port", str(port), "--speed", str(SPEED),
-         "--sim-start", sim_midnight.isoformat(), "--real-start", midnight_real.isoformat(), "--token", TOKEN,
-         "--zones", "DE,FR,SE-SE3,PL,ES"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "airflow_provider_carbon.simulator",
+            "--port",
+            str(port),
+            "--speed",
+            str(SPEED),
+            "--sim-start",
+            sim_midnight.isoformat(),
+            "--real-start",
+            midnight_real.isoformat(),
+            "--token",
+            TOKEN,
+            "--zones",
+            "DE,FR,SE-SE3,PL,ES",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     line = proc.stdout.readline() if proc.stdout else ""
     if "ready" not in line:
@@ -69,8 +86,9 @@ def fetch_forecast(port: int) -> list[tuple[datetime, float]]:
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         body = json.loads(response.read())
-    return [(datetime.fromisoformat(p["datetime"].replace("Z", "+00:00")), p["carbonIntensity"])
-            for p in body["forecast"]]
+    return [
+        (datetime.fromisoformat(p["datetime"].replace("Z", "+00:00")), p["carbonIntensity"]) for p in body["forecast"]
+    ]
 
 
 def print_forecast(points: list[tuple[datetime, float]], midnight_real: datetime) -> None:
@@ -96,8 +114,13 @@ def run_dag(env: dict[str, str], conf: dict, label: str) -> dict:
     conf = {**conf, "report_file": str(report)}
     print(f"\n$ airflow dags test nightly_low_carbon_training  ({label})", flush=True)
     started = time.monotonic()
-    result = subprocess.run([AIRFLOW, "dags", "test", "nightly_low_carbon_training", "-c", json.dumps(conf)],
-                            env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [AIRFLOW, "dags", "test", "nightly_low_carbon_training", "-c", json.dumps(conf)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     log = result.stdout + result.stderr
     (HOME / f"dags-test-{label}.log").write_text(log)
     if result.returncode != 0 or not report.exists():
@@ -126,10 +149,14 @@ def main() -> int:
     midnight_real = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
     sim = start_simulator(port, midnight_real)
     try:
-        env["AIRFLOW_CONN_ELECTRICITYMAPS_DEFAULT"] = json.dumps({
-            "conn_type": "electricitymaps", "host": f"http://127.0.0.1:{port}/v3", "password": TOKEN,
-            "extra": {"zone": ZONE, "max_attempts": 2, "max_retry_wait": 2, "timeout": 3, "cache_ttl": 0},
-        })
+        env["AIRFLOW_CONN_ELECTRICITYMAPS_DEFAULT"] = json.dumps(
+            {
+                "conn_type": "electricitymaps",
+                "host": f"http://127.0.0.1:{port}/v3",
+                "password": TOKEN,
+                "extra": {"zone": ZONE, "max_attempts": 2, "max_retry_wait": 2, "timeout": 3, "cache_ttl": 0},
+            }
+        )
         print(f"simulator: http://127.0.0.1:{port} (one simulated hour = {3600 / SPEED:g} s; 00:00 = now)")
         points = fetch_forecast(port)
         print_forecast(points, midnight_real)
@@ -147,15 +174,23 @@ def main() -> int:
         at_midnight = window_mean(points, midnight_real)
         at_two = window_mean(points, real_of(2, midnight_real))
         expected = good["expected_intensity"]
-        print(f"\n  chosen start: {sim_hours(start, midnight_real)} (simulated), expected {expected:.0f} gCO2eq/kWh "
-              "over the job (the sensor planned when it ran, at "
-              f"{sim_hours(datetime.fromisoformat(good['decision']['decided_at']), midnight_real)})")
-        print(f"  a plain midnight cron (00:00): {at_midnight:.0f} gCO2eq/kWh -> saving "
-              f"{100 * (at_midnight - expected) / at_midnight:.1f} %")
-        print(f"  the fixed 02:00 default:       {at_two:.0f} gCO2eq/kWh -> saving "
-              f"{100 * (at_two - expected) / at_two:.1f} %")
-        print(f"  released at {sim_hours(datetime.fromisoformat(good['released_at']), midnight_real)}; "
-              f"re-plans while waiting: {good['replans']}")
+        print(
+            f"\n  chosen start: {sim_hours(start, midnight_real)} (simulated), expected {expected:.0f} gCO2eq/kWh "
+            "over the job (the sensor planned when it ran, at "
+            f"{sim_hours(datetime.fromisoformat(good['decision']['decided_at']), midnight_real)})"
+        )
+        print(
+            f"  a plain midnight cron (00:00): {at_midnight:.0f} gCO2eq/kWh -> saving "
+            f"{100 * (at_midnight - expected) / at_midnight:.1f} %"
+        )
+        print(
+            f"  the fixed 02:00 default:       {at_two:.0f} gCO2eq/kWh -> saving "
+            f"{100 * (at_two - expected) / at_two:.1f} %"
+        )
+        print(
+            f"  released at {sim_hours(datetime.fromisoformat(good['released_at']), midnight_real)}; "
+            f"re-plans while waiting: {good['replans']}"
+        )
     finally:
         os.killpg(sim.pid, signal.SIGTERM)
         sim.wait(timeout=10)
@@ -166,8 +201,10 @@ def main() -> int:
     down = run_dag(env, conf, "api-down")
     start = datetime.fromisoformat(down["planned_start"])
     print(f"\n  used the fallback: {down['used_fallback']} ({down['fallback_reason'][:90]}...)")
-    print(f"  start: {sim_hours(start, midnight_real)} (simulated), released at "
-          f"{sim_hours(datetime.fromisoformat(down['released_at']), midnight_real)}: the 02:00 default")
+    print(
+        f"  start: {sim_hours(start, midnight_real)} (simulated), released at "
+        f"{sim_hours(datetime.fromisoformat(down['released_at']), midnight_real)}: the 02:00 default"
+    )
     print(f"\ndone. Logs and reports: {HOME}")
     return 0
 

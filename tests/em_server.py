@@ -27,8 +27,9 @@ def iso_z(moment: datetime) -> str:
 class EmGrid:
     """Hourly (or any step) intensities from ``start``; the part from the current step on is the forecast."""
 
-    def __init__(self, start: datetime, values: Iterable[float], *, step: timedelta = timedelta(hours=1),
-                 zone: str = "DE") -> None:
+    def __init__(
+        self, start: datetime, values: Iterable[float], *, step: timedelta = timedelta(hours=1), zone: str = "DE"
+    ) -> None:
         self.start = start
         self.values = list(values)
         self.step = step
@@ -51,9 +52,14 @@ class EmGrid:
         return httpserver.url_for("/v3")
 
     def connection(self, url: str, **extra) -> str:
-        return json.dumps({"conn_type": "electricitymaps", "host": url, "password": TOKEN,
-                           "extra": {"zone": self.zone, "retry_backoff": 0.01, "max_retry_wait": 2,
-                                     "timeout": 5, **extra}})
+        return json.dumps(
+            {
+                "conn_type": "electricitymaps",
+                "host": url,
+                "password": TOKEN,
+                "extra": {"zone": self.zone, "retry_backoff": 0.01, "max_retry_wait": 2, "timeout": 5, **extra},
+            }
+        )
 
     def _failure(self, request: Request) -> Response | None:
         if request.headers.get("auth-token") != TOKEN:
@@ -69,8 +75,7 @@ class EmGrid:
             "garbage": lambda: Response("<html>maintenance</html>", status=200, content_type="application/json"),
             "zeros": lambda: _json(self._forecast_body(zeros=True), 200),
             "401": lambda: _json({"error": "Invalid auth-token"}, 401),
-            "not_entitled": lambda: _json({"error": "Request unauthorized for zoneKey=DE,requestType=forecast."},
-                                          401),
+            "not_entitled": lambda: _json({"error": "Request unauthorized for zoneKey=DE,requestType=forecast."}, 401),
         }[mode]()
 
     def _forecast_body(self, *, zeros: bool = False) -> dict:
@@ -96,9 +101,19 @@ class EmGrid:
             return failure
         i = min(max(self.index_at(now), 0), len(self.values) - 1)
         value = self.observed_offset.get(i, self.values[i])
-        return _json({"zone": self.zone, "carbonIntensity": value, "datetime": iso_z(self.start + i * self.step),
-                      "updatedAt": iso_z(now), "isEstimated": False, "temporalGranularity": "hourly",
-                      "emissionFactorType": "lifecycle", "estimationMethod": None}, 200)
+        return _json(
+            {
+                "zone": self.zone,
+                "carbonIntensity": value,
+                "datetime": iso_z(self.start + i * self.step),
+                "updatedAt": iso_z(now),
+                "isEstimated": False,
+                "temporalGranularity": "hourly",
+                "emissionFactorType": "lifecycle",
+                "estimationMethod": None,
+            },
+            200,
+        )
 
 
 def _json(body: dict, status: int) -> Response:
@@ -116,14 +131,22 @@ class EmZones:
 
     def install(self, httpserver) -> str:
         httpserver.expect_request("/v3/carbon-intensity/forecast").respond_with_handler(
-            lambda request: self._route(request, "_forecast"))
+            lambda request: self._route(request, "_forecast")
+        )
         httpserver.expect_request("/v3/carbon-intensity/latest").respond_with_handler(
-            lambda request: self._route(request, "_latest"))
+            lambda request: self._route(request, "_latest")
+        )
         return httpserver.url_for("/v3")
 
     def connection(self, url: str, **extra) -> str:
-        return json.dumps({"conn_type": "electricitymaps", "host": url, "password": TOKEN,
-                           "extra": {"retry_backoff": 0.01, "max_retry_wait": 2, "timeout": 5, **extra}})
+        return json.dumps(
+            {
+                "conn_type": "electricitymaps",
+                "host": url,
+                "password": TOKEN,
+                "extra": {"retry_backoff": 0.01, "max_retry_wait": 2, "timeout": 5, **extra},
+            }
+        )
 
     def _route(self, request: Request, handler: str) -> Response:
         zone = request.args.get("zone", "")

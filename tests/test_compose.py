@@ -17,8 +17,13 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
-AIRFLOW_SERVICES = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
-                    "airflow-worker"]
+AIRFLOW_SERVICES = [
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+]
 
 
 def compose_binary() -> Path:
@@ -29,8 +34,9 @@ def compose_binary() -> Path:
 
 
 def compose(*args: str, cwd: Path = REPO_ROOT, file: str = "docker-compose.yaml") -> subprocess.CompletedProcess:
-    return subprocess.run([str(compose_binary()), "-f", file, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [str(compose_binary()), "-f", file, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +55,9 @@ def test_a_mistyped_key_fails_validation(tmp_path):
     for name in ("docker-compose.yaml", "Dockerfile", ".dockerignore"):
         shutil.copy(REPO_ROOT / name, tmp_path / name)
     shutil.copytree(REPO_ROOT / "config", tmp_path / "config")
-    broken = (REPO_ROOT / "docker-compose.yaml").read_text().replace(
-        "    restart: always\n", "    restartt: always\n", 1)
+    broken = (
+        (REPO_ROOT / "docker-compose.yaml").read_text().replace("    restart: always\n", "    restartt: always\n", 1)
+    )
     (tmp_path / "docker-compose.yaml").write_text(broken)
     result = compose("config", "-q", cwd=tmp_path)
     assert result.returncode != 0

@@ -30,8 +30,9 @@ def test_package_name_matches_the_distribution():
 
 
 def test_entry_point_is_registered():
-    (ep,) = [ep for ep in entry_points(group="apache_airflow_provider")
-             if ep.value.startswith("airflow_provider_carbon")]
+    (ep,) = [
+        ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_provider_carbon")
+    ]
     assert ep.value == "airflow_provider_carbon:get_provider_info"
     assert ep.load() is get_provider_info
 
@@ -102,31 +103,53 @@ def test_the_built_wheel_is_a_complete_provider(tmp_path):
     wheels, target = tmp_path / "wheels", tmp_path / "site"
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(wheels), str(repo)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert build.returncode == 0, build.stderr[-3000:]
     (wheel,) = wheels.glob("airflow_provider_carbon-*.whl")
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(wheel)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert install.returncode == 0, install.stderr[-3000:]
     # run from tmp_path (not the checkout, which would be on sys.path as the current directory)
     env = {**os.environ, "PYTHONPATH": str(target), "AIRFLOW_HOME": str(tmp_path / "home")}
     probe = subprocess.run(
-        [sys.executable, "-c",
-         "import airflow_provider_carbon as p; from airflow_provider_carbon.core.regions import cloud_regions, "
-         "static_intensity; print(p.__file__); print(len(cloud_regions()), static_intensity('FR').value)"],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "import airflow_provider_carbon as p; from airflow_provider_carbon.core.regions import cloud_regions, "
+            "static_intensity; print(p.__file__); print(len(cloud_regions()), static_intensity('FR').value)",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
     )
     assert probe.returncode == 0, probe.stderr[-3000:]
     module_file, counts = probe.stdout.split()[0], probe.stdout.split()[1:]
     assert Path(module_file).is_relative_to(target)
     assert int(counts[0]) > 50 and float(counts[1]) > 0
     listed = subprocess.run(
-        [str(Path(sys.executable).with_name("airflow")), "providers", "get", "airflow-provider-carbon", "--full",
-         "--output", "json"],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+        [
+            str(Path(sys.executable).with_name("airflow")),
+            "providers",
+            "get",
+            "airflow-provider-carbon",
+            "--full",
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
     )
     assert listed.returncode == 0, listed.stderr[-3000:]
     assert airflow_provider_carbon.__version__ in listed.stdout and "ElectricityMapsHook" in listed.stdout

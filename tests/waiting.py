@@ -52,8 +52,9 @@ class Clock:
         await asyncio.sleep(0)
 
 
-def run_trigger(trigger: Any, clock: Clock, monkeypatch: Any, *, max_real_seconds: float = 60,
-                timings: list[float] | None = None) -> Any:
+def run_trigger(
+    trigger: Any, clock: Clock, monkeypatch: Any, *, max_real_seconds: float = 60, timings: list[float] | None = None
+) -> Any:
     """Run the trigger until its first event, sleeping on ``clock``; return the event. ``timings`` receives the real
     seconds until the event (before the event loop's shutdown, which waits for abandoned worker threads)."""
     monkeypatch.setattr(trigger_module, "_sleep", clock.sleep)

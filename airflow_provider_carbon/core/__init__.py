@@ -6,16 +6,16 @@ a notebook. It does import numpy, which is why operator and sensor modules impor
 
 from __future__ import annotations
 
-from airflow_provider_carbon.core.exceptions import (
+from airflow_provider_carbon.core.fallback import FallbackPolicy, next_local_time
+from airflow_provider_carbon.core.forecast import Forecast, Signal
+from airflow_provider_carbon.core.windows import Window, find_best_window, rank_windows
+from airflow_provider_carbon.exceptions import (
     CarbonError,
     DeadlineTooTightError,
     ForecastCoverageError,
     InvalidForecastError,
     WindowError,
 )
-from airflow_provider_carbon.core.fallback import FallbackPolicy, next_local_time
-from airflow_provider_carbon.core.forecast import Forecast, Signal
-from airflow_provider_carbon.core.windows import Window, find_best_window, rank_windows
 
 __all__ = [
     "CarbonError",

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow_provider_carbon.core.exceptions import WindowError
 from airflow_provider_carbon.core.fallback import FallbackPolicy
 from airflow_provider_carbon.core.forecast import Forecast
 from airflow_provider_carbon.core.windows import Window, find_best_window, rank_windows
+from airflow_provider_carbon.exceptions import WindowError
 
 __all__ = ["Decision", "PlanSpec", "plan", "revise"]
 
@@ -133,8 +133,14 @@ class Decision:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Decision:
         values = dict(data)
-        for key in ("planned_start", "planned_end", "latest_start", "decided_at", "forecast_generated_at",
-                    "released_at"):
+        for key in (
+            "planned_start",
+            "planned_end",
+            "latest_start",
+            "decided_at",
+            "forecast_generated_at",
+            "released_at",
+        ):
             values[key] = _dt(values.get(key))
         values["alternatives"] = tuple(values.get("alternatives") or ())
         values["replans"] = tuple(values.get("replans") or ())
@@ -155,9 +161,11 @@ class Decision:
 
     def moved_to(self, start: datetime, cause: str) -> Decision:
         """This plan with its start moved (e.g. clamped to a deadline), recorded as a re-plan."""
-        return self.replanned(replace(self, planned_start=start, planned_end=start + (self.planned_end -
-                                                                                      self.planned_start)),
-                              cause, start)
+        return self.replanned(
+            replace(self, planned_start=start, planned_end=start + (self.planned_end - self.planned_start)),
+            cause,
+            start,
+        )
 
     def released(self, at: datetime, reason: str, observed: float | None = None) -> Decision:
         return replace(self, released_at=at, release_reason=reason, observed_intensity_at_start=observed)
@@ -167,11 +175,10 @@ class Decision:
         start = self.planned_start.isoformat()
         if self.used_fallback:
             return f"fallback ({self.fallback}): start at {start}; why: {self.fallback_reason}"
-        saving = (f", {self.expected_saving_pct:.1f} % below starting now"
-                  if self.expected_saving_pct is not None else "")
-        intensity = (
-            f" at {self.expected_intensity:.0f} {self.unit}" if self.expected_intensity is not None else ""
+        saving = (
+            f", {self.expected_saving_pct:.1f} % below starting now" if self.expected_saving_pct is not None else ""
         )
+        intensity = f" at {self.expected_intensity:.0f} {self.unit}" if self.expected_intensity is not None else ""
         return f"{self.reason}: start at {start}{intensity}{saving} (zone {self.zone}, {self.source})"
 
 
@@ -190,14 +197,24 @@ def plan(
     """
     duration = spec.duration
     now = now.astimezone(timezone.utc)
-    common = {"decided_at": now, "latest_start": spec.latest_start, "fallback": str(spec.fallback),
-              "timezone": spec.timezone}
+    common = {
+        "decided_at": now,
+        "latest_start": spec.latest_start,
+        "fallback": str(spec.fallback),
+        "timezone": spec.timezone,
+    }
     if now >= spec.latest_start:
         # start now; if there is no forecast either, the record still says why (a failed or too slow request)
         failed = forecast is None and error is not None
-        return Decision(planned_start=now, planned_end=now + duration, reason=REASON_DEADLINE,
-                        used_fallback=failed, fallback_reason=_why(error) if failed else None,
-                        **common, **_forecast_meta(forecast))
+        return Decision(
+            planned_start=now,
+            planned_end=now + duration,
+            reason=REASON_DEADLINE,
+            used_fallback=failed,
+            fallback_reason=_why(error) if failed else None,
+            **common,
+            **_forecast_meta(forecast),
+        )
     if forecast is not None:
         earliest = max(now, forecast.start)
         try:
@@ -315,4 +332,3 @@ def _fallback(
         **common,
         **_forecast_meta(forecast),
     )
-

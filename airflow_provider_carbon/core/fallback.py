@@ -134,9 +134,7 @@ class FallbackPolicy:
         try:
             return cls(kind="at", at=parse_clock(value))
         except ValueError:
-            raise ValueError(
-                f"fallback must be a local time like '02:00', 'now' or 'fail', got {value!r}"
-            ) from None
+            raise ValueError(f"fallback must be a local time like '02:00', 'now' or 'fail', got {value!r}") from None
 
     def start(self, after: datetime, tz: str | tzinfo, latest_start: datetime | None = None) -> datetime | None:
         """When to start under this policy, or ``None`` for ``fail``.

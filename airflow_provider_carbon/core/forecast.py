@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from airflow_provider_carbon.core.exceptions import InvalidForecastError
+from airflow_provider_carbon.exceptions import InvalidForecastError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,7 +75,7 @@ class Forecast:
     """A validated, piecewise-constant carbon-intensity series with its metadata.
 
     Build one with :meth:`from_points` or :meth:`from_series`; both validate and raise
-    :class:`~airflow_provider_carbon.core.exceptions.InvalidForecastError` naming the first bad point.
+    :class:`~airflow_provider_carbon.exceptions.InvalidForecastError` naming the first bad point.
 
     .. code-block:: python
 
@@ -181,9 +181,7 @@ class Forecast:
                 )
             moment = point[0]
             if not isinstance(moment, datetime):
-                raise InvalidForecastError(
-                    "bad_shape", f"timestamp {moment!r} is not a datetime", index=i, zone=zone
-                )
+                raise InvalidForecastError("bad_shape", f"timestamp {moment!r} is not a datetime", index=i, zone=zone)
             if moment.tzinfo is None or moment.utcoffset() is None:
                 raise InvalidForecastError(
                     "naive_timestamp",
@@ -291,9 +289,7 @@ class Forecast:
         if n == 0:
             raise InvalidForecastError("empty", "the series has no points", zone=zone)
         if len(flags) != n:
-            raise InvalidForecastError(
-                "bad_shape", f"{len(flags)} estimated flags for {n} points", zone=zone
-            )
+            raise InvalidForecastError("bad_shape", f"{len(flags)} estimated flags for {n} points", zone=zone)
         if generated_at is not None:
             to_utc_us(generated_at)  # refuses a naive generated_at
         max_gap_us = None if max_gap is None else timedelta_us(max_gap, "max_gap")
@@ -332,8 +328,11 @@ class Forecast:
             end_us = last + int(np.median(np.diff(stamps)))
         else:
             raise InvalidForecastError(
-                "bad_end", "a single point needs an explicit end (how long its value holds)", index=0,
-                timestamp=from_utc_us(last), zone=zone,
+                "bad_end",
+                "a single point needs an explicit end (how long its value holds)",
+                index=0,
+                timestamp=from_utc_us(last),
+                zone=zone,
             )
         bounds = np.append(stamps, end_us).astype(np.float64)
         return cls(
@@ -385,7 +384,7 @@ class Forecast:
 
     def to_points(self) -> list[tuple[datetime, float]]:
         """The series as ``(timestamp, value)`` pairs."""
-        return list(zip(self.timestamps, self._values.tolist()))
+        return list(zip(self.timestamps, self._values.tolist(), strict=True))
 
     def to_series(self) -> pd.Series:
         """The series as a pandas Series indexed by UTC timestamps."""
@@ -413,7 +412,7 @@ class Forecast:
         """Rebuild a forecast from :meth:`to_dict` output (validated again; gaps were checked when it was built)."""
         generated = data.get("generated_at")
         return cls.from_points(
-            list(zip((datetime.fromisoformat(t) for t in data["timestamps"]), data["values"])),
+            list(zip((datetime.fromisoformat(t) for t in data["timestamps"]), data["values"], strict=True)),
             end=datetime.fromisoformat(data["end"]),
             zone=data.get("zone"),
             signal=data.get("signal", Signal.AVERAGE),

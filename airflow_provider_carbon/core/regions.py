@@ -83,7 +83,9 @@ def cloud_regions() -> dict[str, CloudRegion]:
 def _static_table() -> dict[str, StaticIntensity]:
     return {
         row["country_code"]: StaticIntensity(
-            country=row["country_code"], value=float(row["g_co2eq_per_kwh"]), year=int(row["year"]),
+            country=row["country_code"],
+            value=float(row["g_co2eq_per_kwh"]),
+            year=int(row["year"]),
             source=row["source"],
         )
         for row in _rows("static_intensity.csv")
@@ -169,8 +171,11 @@ def rank_regions(
     latency_ms = dict(latency_ms or {})
     if carbon_price is not None and (power_kw is None or power_kw <= 0):
         raise ValueError("carbon_price needs power_kw (the job's average draw) to turn grams into money")
-    chosen = {"carbon": 1.0, "cost": 0.0, "latency": 0.0} if carbon_price is None else {
-        "carbon": 0.0, "cost": 1.0, "latency": 0.0}
+    chosen = (
+        {"carbon": 1.0, "cost": 0.0, "latency": 0.0}
+        if carbon_price is None
+        else {"carbon": 0.0, "cost": 1.0, "latency": 0.0}
+    )
     for name, value in (weights or {}).items():
         if name not in CRITERIA:
             raise ValueError(f"unknown weight {name!r}; use {', '.join(CRITERIA)}")
@@ -184,8 +189,14 @@ def rank_regions(
         carbon_cost = None
         if carbon_price is not None:
             carbon_cost = carbon_price * float(r.intensity) * float(power_kw or 0) / 1e6  # type: ignore[arg-type]
-        priced.append(replace(r, cost_per_hour=cost_per_hour.get(r.region), carbon_cost_per_hour=carbon_cost,
-                              latency_ms=latency_ms.get(r.region)))
+        priced.append(
+            replace(
+                r,
+                cost_per_hour=cost_per_hour.get(r.region),
+                carbon_cost_per_hour=carbon_cost,
+                latency_ms=latency_ms.get(r.region),
+            )
+        )
 
     def criterion(r: RegionResult, name: str) -> float:
         if name == "carbon":
@@ -193,8 +204,10 @@ def rank_regions(
         if name == "cost":
             # once any region has a running cost, every region needs one: a missing one would count as free
             if r.cost_per_hour is None and (cost_per_hour or r.carbon_cost_per_hour is None):
-                raise ValueError(f"weight on cost but no cost_per_hour{'' if cost_per_hour else ' (or carbon_price)'}"
-                                 f" for region {r.region!r}")
+                raise ValueError(
+                    f"weight on cost but no cost_per_hour{'' if cost_per_hour else ' (or carbon_price)'}"
+                    f" for region {r.region!r}"
+                )
             return (r.cost_per_hour or 0.0) + (r.carbon_cost_per_hour or 0.0)
         if r.latency_ms is None:
             raise ValueError(f"weight on latency but no latency_ms for region {r.region!r}")

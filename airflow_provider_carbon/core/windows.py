@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from airflow_provider_carbon.core.exceptions import DeadlineTooTightError, ForecastCoverageError
 from airflow_provider_carbon.core.forecast import Forecast, timedelta_us, to_utc_us
+from airflow_provider_carbon.exceptions import DeadlineTooTightError, ForecastCoverageError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -201,9 +201,7 @@ def _bounds(
         by_finish = to_utc_us(finish_by) - origin - d
         deadline = by_finish if deadline is None else min(deadline, by_finish)
     if deadline is not None and deadline < a:
-        raise DeadlineTooTightError(
-            earliest=fc.at_offset(a), latest_start=fc.at_offset(deadline), duration=duration
-        )
+        raise DeadlineTooTightError(earliest=fc.at_offset(a), latest_start=fc.at_offset(deadline), duration=duration)
     horizon = int(fc._offsets[-1]) - d  # last start whose window the forecast still covers
     if a < 0 or a > horizon:
         raise ForecastCoverageError(

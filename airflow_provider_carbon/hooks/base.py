@@ -13,7 +13,7 @@ how to read the answer; this base turns that into one interface returning valida
 Failure policy, the same for every service: connection errors, timeouts, 5xx and 429 are retried with tenacity
 (exponential back-off with jitter, or exactly the ``Retry-After`` the service asked for) within a bounded number of
 attempts and a bounded total wait; 400/401/403/404 are never retried. Every failure surfaces as one of the typed
-:class:`~airflow_provider_carbon.core.exceptions.CarbonApiError` subclasses, with status, service, zone and a hint,
+:class:`~airflow_provider_carbon.exceptions.CarbonApiError` subclasses, with status, service, zone and a hint,
 and never with a credential in it.
 """
 
@@ -38,7 +38,8 @@ from airflow.sdk import BaseHook
 from requests.exceptions import ChunkedEncodingError, ContentDecodingError
 
 from airflow_provider_carbon import __version__
-from airflow_provider_carbon.core.exceptions import (
+from airflow_provider_carbon.core.forecast import Forecast, Signal
+from airflow_provider_carbon.exceptions import (
     AuthenticationError,
     BadPayloadError,
     CarbonApiError,
@@ -48,7 +49,6 @@ from airflow_provider_carbon.core.exceptions import (
     RateLimitedError,
     ServiceUnavailableError,
 )
-from airflow_provider_carbon.core.forecast import Forecast, Signal
 from airflow_provider_carbon.hooks.cache import forecast_cache
 
 if TYPE_CHECKING:
@@ -353,20 +353,26 @@ class CarbonIntensityHook(BaseHook):
                 # refused, reset, or dropped in the middle of the body: transient, so retried
                 raise ServiceUnavailableError(
                     f"could not connect to {self.base_url} or read its answer ({type(err).__name__})",
-                    service=self.service, zone=zone,
+                    service=self.service,
+                    zone=zone,
                 ) from None
             except requests.RequestException as err:
                 # e.g. InvalidHeader for a token pasted with a newline: requests' message quotes the header value,
                 # so only the class name may travel on (chained with `from None`)
                 raise InvalidRequestError(
                     f"the request to {path} could not be sent ({type(err).__name__})",
-                    service=self.service, zone=zone,
+                    service=self.service,
+                    zone=zone,
                     hint=f"check the host and the credentials of connection {self.carbon_conn_id!r} for stray "
                     "characters",
                 ) from None
             self.log.info(
                 "%s GET %s (zone %s) -> HTTP %s in %.0f ms",
-                self.service, path, zone, response.status_code, (time.monotonic() - started) * 1000,
+                self.service,
+                path,
+                zone,
+                response.status_code,
+                (time.monotonic() - started) * 1000,
             )
             if response.status_code >= 400:
                 raise self.error_from_response(response, zone)
@@ -401,7 +407,10 @@ class CarbonIntensityHook(BaseHook):
         def before_sleep(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             self.log.warning(
-                "%s: attempt %d failed (%s); retrying in %.2f s", self.service, state.attempt_number, exc,
+                "%s: attempt %d failed (%s); retrying in %.2f s",
+                self.service,
+                state.attempt_number,
+                exc,
                 state.upcoming_sleep,
             )
 
@@ -426,7 +435,10 @@ class CarbonIntensityHook(BaseHook):
                 return None
             raise BadPayloadError(
                 f"{path} answered HTTP {response.status_code} with an empty body",
-                reason="empty", service=self.service, zone=zone, status=response.status_code,
+                reason="empty",
+                service=self.service,
+                zone=zone,
+                status=response.status_code,
             )
         try:
             return response.json()
@@ -434,7 +446,10 @@ class CarbonIntensityHook(BaseHook):
             snippet = self.redact(response.text)[:80]  # redact first: a cut could split a token
             raise BadPayloadError(
                 f"{path} answered with malformed JSON: {snippet!r}",
-                reason="malformed_json", service=self.service, zone=zone, status=response.status_code,
+                reason="malformed_json",
+                service=self.service,
+                zone=zone,
+                status=response.status_code,
             ) from None
 
     def error_detail(self, response: requests.Response) -> str:
@@ -487,16 +502,18 @@ class CarbonIntensityHook(BaseHook):
             raise BadPayloadError("the response holds no data points", reason="empty", service=self.service, zone=zone)
         try:
             return Forecast.from_points(
-                points, end=end, zone=zone, signal=signal or self.signal, source=self.service,
+                points,
+                end=end,
+                zone=zone,
+                signal=signal or self.signal,
+                source=self.service,
                 generated_at=generated_at,
             )
         except InvalidForecastError as err:
             raise BadPayloadError(str(err), reason="invalid_forecast", service=self.service, zone=zone) from None
 
     def missing(self, what: str, zone: str | None) -> BadPayloadError:
-        return BadPayloadError(
-            f"the response lacks {what}", reason="missing_field", service=self.service, zone=zone
-        )
+        return BadPayloadError(f"the response lacks {what}", reason="missing_field", service=self.service, zone=zone)
 
     # -- the common interface ---------------------------------------------------------------------------------------
 
@@ -545,9 +562,13 @@ class CarbonIntensityHook(BaseHook):
 
         ttl = self._number("cache_ttl") if use_cache else 0
         payload = forecast_cache.get_or_fetch(
-            key, fetch, ttl=ttl, cache_dir=self.setting("cache_dir"),
-            on_hit=lambda layer: self.log.info("%s: forecast for %s from the %s cache", self.service,
-                                               location.label, layer),
+            key,
+            fetch,
+            ttl=ttl,
+            cache_dir=self.setting("cache_dir"),
+            on_hit=lambda layer: self.log.info(
+                "%s: forecast for %s from the %s cache", self.service, location.label, layer
+            ),
         )
         forecast = Forecast.from_dict(payload)
         self._check_horizon(forecast, horizon if min_horizon is None else min_horizon, min_horizon is None)

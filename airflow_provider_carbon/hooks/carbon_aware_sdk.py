@@ -23,13 +23,13 @@ from typing import Any
 
 import requests
 
-from airflow_provider_carbon.core.exceptions import (
+from airflow_provider_carbon.core.forecast import Forecast
+from airflow_provider_carbon.exceptions import (
     AuthenticationError,
     CarbonApiError,
     InvalidRequestError,
     NotEntitledError,
 )
-from airflow_provider_carbon.core.forecast import Forecast
 from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, format_utc, parse_timestamp
 
 __all__ = ["CarbonAwareSdkHook", "EmissionsPoint", "SdkForecast", "parse_timespan"]
@@ -146,15 +146,17 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
         if status == 501:  # the configured data source cannot do this (e.g. batch forecasts from Electricity Maps)
             return InvalidRequestError(detail, hint="the SDK's configured data source does not support this", **common)
         if status == 400 and "unknown location" in text:
-            return InvalidRequestError(detail, hint="use a location name the deployment knows (GET /locations)",
-                                       **common)
+            return InvalidRequestError(
+                detail, hint="use a location name the deployment knows (GET /locations)", **common
+            )
         if status in (401, 403):
             upstream = "the SDK's upstream data source"
             if "unauthorized for zone" in text or "invalid scope" in text or "do not have access" in text:
                 return NotEntitledError(detail, hint=f"{upstream} is not entitled to this location", **common)
             if status == 401:
                 return AuthenticationError(
-                    detail, hint=f"a gateway token in the connection, or {upstream}'s credentials, were refused",
+                    detail,
+                    hint=f"a gateway token in the connection, or {upstream}'s credentials, were refused",
                     **common,
                 )
         return super().error_from_response(response, zone)
@@ -181,9 +183,7 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
                 raise self.missing(f"location/time/rating in an EmissionsData item (got {item!r})", zone) from None
         return sorted(out, key=lambda p: p.time)
 
-    def _series(
-        self, points: list[EmissionsPoint], zone: str | None, generated_at: datetime | None = None
-    ) -> Forecast:
+    def _series(self, points: list[EmissionsPoint], zone: str | None, generated_at: datetime | None = None) -> Forecast:
         if not points:
             return self.build_forecast([], zone=zone)
         return self.build_forecast(
@@ -238,8 +238,11 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
 
     def _fetch_latest(self, location: Location) -> Forecast:
         body = self.request_json(
-            "/emissions/bylocations", params=[("location", location.label)], headers=self._headers(),
-            zone=location.label, allow_empty=True,
+            "/emissions/bylocations",
+            params=[("location", location.label)],
+            headers=self._headers(),
+            zone=location.label,
+            allow_empty=True,
         )
         points = self._emissions(body, location.label)
         return self._series(points[-1:], location.label)
@@ -288,12 +291,10 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
         if window_size is not None:
             params.append(("windowSize", int(window_size.total_seconds() // 60)))
         label = ",".join(locations)
-        body = self.request_json(
-            "/emissions/forecasts/current", params=params, headers=self._headers(), zone=label
-        )
+        body = self.request_json("/emissions/forecasts/current", params=params, headers=self._headers(), zone=label)
         if not isinstance(body, list) or len(body) != len(locations):
             raise self.missing(f"one forecast per location ({len(locations)})", label)
-        return [self._forecast_dto(item, loc) for item, loc in zip(body, locations)]
+        return [self._forecast_dto(item, loc) for item, loc in zip(body, locations, strict=True)]
 
     def get_latest_many(self, locations: list[str]) -> dict[str, Forecast]:
         """Current intensity of several locations, in one request when the answer can be matched back.
@@ -302,8 +303,11 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
         the name asked for; then each location is asked for on its own.
         """
         body = self.request_json(
-            "/emissions/bylocations", params=[("location", loc) for loc in locations], headers=self._headers(),
-            zone=",".join(locations), allow_empty=True,
+            "/emissions/bylocations",
+            params=[("location", loc) for loc in locations],
+            headers=self._headers(),
+            zone=",".join(locations),
+            allow_empty=True,
         )
         by_location: dict[str, list[EmissionsPoint]] = {}
         for point in self._emissions(body, None):
@@ -322,7 +326,10 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
         if end is not None:
             params.append(("toTime", format_utc(end)))
         body = self.request_json(
-            "/emissions/bylocations/best", params=params, headers=self._headers(), zone=",".join(locations),
+            "/emissions/bylocations/best",
+            params=params,
+            headers=self._headers(),
+            zone=",".join(locations),
             allow_empty=True,
         )
         return self._emissions(body, ",".join(locations))
@@ -339,4 +346,3 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
             latest = self.get_latest(zone)
             return f"Carbon Aware SDK: reachable; {zone} is at {latest.values[0]:.0f} {latest.unit} now"
         return f"Carbon Aware SDK: reachable; {len(locations)} locations configured"
-

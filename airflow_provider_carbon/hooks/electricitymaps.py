@@ -22,13 +22,13 @@ from typing import Any
 
 import requests
 
-from airflow_provider_carbon.core.exceptions import (
+from airflow_provider_carbon.core.forecast import Forecast
+from airflow_provider_carbon.exceptions import (
     AuthenticationError,
     CarbonApiError,
     InvalidRequestError,
     NotEntitledError,
 )
-from airflow_provider_carbon.core.forecast import Forecast
 from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, chunks, format_utc, parse_timestamp
 
 __all__ = ["ElectricityMapsHook", "ZoneAccess"]

@@ -22,8 +22,8 @@ from typing import Any
 
 import requests
 
-from airflow_provider_carbon.core.exceptions import BadPayloadError, CarbonApiError, InvalidRequestError
 from airflow_provider_carbon.core.forecast import Forecast
+from airflow_provider_carbon.exceptions import BadPayloadError, CarbonApiError, InvalidRequestError
 from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, chunks, parse_timestamp
 
 __all__ = ["UkCarbonIntensityHook"]
@@ -108,7 +108,9 @@ class UkCarbonIntensityHook(CarbonIntensityHook):
     def empty(self, zone: str) -> CarbonApiError:
         return BadPayloadError(
             "the API answered 200 without data (its usual outage symptom, or a time beyond its horizon)",
-            reason="empty", service=self.service, zone=zone,
+            reason="empty",
+            service=self.service,
+            zone=zone,
         )
 
     def _series(
@@ -146,10 +148,7 @@ class UkCarbonIntensityHook(CarbonIntensityHook):
 
     def _fetch_latest(self, location: Location) -> Forecast:
         zone = location.zone or "national"
-        if zone == "national":
-            path = "/intensity"
-        else:
-            path = "/regional" + self._scope(location)
+        path = "/intensity" if zone == "national" else "/regional" + self._scope(location)
         body = self.request_json(path, zone=zone)
         periods = self._periods(body, zone)
         # /intensity is the latest *complete* half hour; its actual is the best value we have for now

@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 
 import requests
 
-from airflow_provider_carbon.core.exceptions import AuthenticationError, CarbonApiError, InvalidRequestError
 from airflow_provider_carbon.core.forecast import Forecast, Signal
+from airflow_provider_carbon.exceptions import AuthenticationError, CarbonApiError, InvalidRequestError
 from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, chunks, parse_timestamp
 
 __all__ = ["LBS_PER_MWH_TO_G_PER_KWH", "WattTimeHook"]
@@ -126,12 +126,14 @@ class WattTimeHook(CarbonIntensityHook):
     def error_from_response(self, response: requests.Response, zone: str | None) -> CarbonApiError:
         err = super().error_from_response(response, zone)
         login_url = f"{self.base_url}/login"
-        if response.request is not None and (response.request.url or "").split("?")[0] == login_url:
-            if response.status_code in (401, 403):
-                return AuthenticationError(
-                    err.detail, service=self.service, status=response.status_code,
-                    hint=f"WattTime refused the username/password of connection {self.carbon_conn_id!r}",
-                )
+        at_login = response.request is not None and (response.request.url or "").split("?")[0] == login_url
+        if at_login and response.status_code in (401, 403):
+            return AuthenticationError(
+                err.detail,
+                service=self.service,
+                status=response.status_code,
+                hint=f"WattTime refused the username/password of connection {self.carbon_conn_id!r}",
+            )
         if response.status_code == 403:
             err.hint = (
                 "the account may not read this region or signal (new accounts may read only CAISO_NORTH); "
@@ -154,8 +156,11 @@ class WattTimeHook(CarbonIntensityHook):
             self.log.warning("watttime: %s", warning)
         try:
             points = [
-                (parse_timestamp(p["point_time"]), float(p["value"]) * LBS_PER_MWH_TO_G_PER_KWH,
-                 bool(p.get("imputed_data_used", False)))
+                (
+                    parse_timestamp(p["point_time"]),
+                    float(p["value"]) * LBS_PER_MWH_TO_G_PER_KWH,
+                    bool(p.get("imputed_data_used", False)),
+                )
                 for p in body["data"]
                 if not end or parse_timestamp(p["point_time"]) < end
             ]
@@ -196,8 +201,12 @@ class WattTimeHook(CarbonIntensityHook):
         forecast = self._series(body, region)
         first = forecast.to_points()[:1]
         step = (forecast.end - forecast.start) / len(forecast)
-        return self.build_forecast([(t, v, False) for t, v in first], zone=forecast.zone, end=first[0][0] + step,
-                                   generated_at=forecast.generated_at)
+        return self.build_forecast(
+            [(t, v, False) for t, v in first],
+            zone=forecast.zone,
+            end=first[0][0] + step,
+            generated_at=forecast.generated_at,
+        )
 
     def _fetch_forecast(self, location: Location, horizon: timedelta, granularity: timedelta | None) -> Forecast:
         region = self._region(location)
@@ -220,7 +229,7 @@ class WattTimeHook(CarbonIntensityHook):
                 region,
             )
             part = self._series(body, region, end=end)
-            for t, v, e in zip(part.timestamps, part.values.tolist(), part.estimated.tolist()):
+            for t, v, e in zip(part.timestamps, part.values.tolist(), part.estimated.tolist(), strict=True):
                 if t >= start:
                     points.setdefault(t, (t, v, e))  # bounds are inclusive: neighbours share a point
             meta_end = part.end

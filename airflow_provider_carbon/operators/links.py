@@ -17,7 +17,7 @@ MAP_URL = "https://app.electricitymaps.com/zone/{zone}"
 
 
 class ElectricityMapsZoneLink(BaseOperatorLink):
-    """"Electricity Maps" button on the task: the live map of the zone the task planned for.
+    """ "Electricity Maps" button on the task: the live map of the zone the task planned for.
 
     Airflow 3 computes the link on the worker when the task finishes and stores it in XCom, so it uses the zone
     the task actually resolved (``resolved_zone``), falling back to the ``zone`` argument.

@@ -73,8 +73,17 @@ class CarbonPlanningMixin:
     """
 
     planning_template_fields: Sequence[str] = (
-        "zone", "lat", "lon", "expected_duration", "latest_start", "finish_by", "max_delay", "fallback",
-        "fallback_timezone", "threshold", "min_saving_pct",
+        "zone",
+        "lat",
+        "lon",
+        "expected_duration",
+        "latest_start",
+        "finish_by",
+        "max_delay",
+        "fallback",
+        "fallback_timezone",
+        "threshold",
+        "min_saving_pct",
     )
 
     def _init_planning(
@@ -169,22 +178,24 @@ class CarbonPlanningMixin:
         The call is given up at ``until`` (default: the deadline): with the hook's default timeouts and retries a
         dead API could otherwise hold the task for minutes past the latest start.
         """
-        from airflow_provider_carbon.core.exceptions import ServiceUnavailableError
+        from airflow_provider_carbon.exceptions import ServiceUnavailableError
 
         until = min(until or spec.latest_start, spec.latest_start)
         budget = (until - now).total_seconds()
         # keep a moment for planning and the XCom push, so that a release at the deadline is not a little late
         budget -= min(FETCH_MARGIN_S, budget / 4)
         if budget <= 0:
-            return None, ServiceUnavailableError(f"no time left to ask before {until.isoformat()}",
-                                                 service=hook.service)
+            return None, ServiceUnavailableError(
+                f"no time left to ask before {until.isoformat()}", service=hook.service
+            )
         hook.limit_time(budget)
         outcome: dict[str, Any] = {}
 
         def call() -> None:
             try:
-                outcome["forecast"] = hook.get_forecast(self.zone, lat=self.lat, lon=self.lon,
-                                                        **spec.forecast_request(now))
+                outcome["forecast"] = hook.get_forecast(
+                    self.zone, lat=self.lat, lon=self.lon, **spec.forecast_request(now)
+                )
             except Exception as err:  # carbon data must never break the pipeline: the fallback policy decides
                 outcome["error"] = err
 
@@ -194,7 +205,8 @@ class CarbonPlanningMixin:
         worker.join(budget)
         if worker.is_alive():
             outcome["error"] = ServiceUnavailableError(
-                f"no forecast within the {budget:.0f} s left before {until.isoformat()}", service=hook.service)
+                f"no forecast within the {budget:.0f} s left before {until.isoformat()}", service=hook.service
+            )
         if "forecast" in outcome:
             return outcome["forecast"], None
         err = outcome["error"]
@@ -301,9 +313,18 @@ class CarbonPlanOperator(CarbonPlanningMixin, BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self._init_planning(
-            carbon_conn_id=carbon_conn_id, zone=zone, lat=lat, lon=lon, expected_duration=expected_duration,
-            latest_start=latest_start, finish_by=finish_by, max_delay=max_delay, fallback=fallback,
-            fallback_timezone=fallback_timezone, threshold=threshold, min_saving_pct=min_saving_pct,
+            carbon_conn_id=carbon_conn_id,
+            zone=zone,
+            lat=lat,
+            lon=lon,
+            expected_duration=expected_duration,
+            latest_start=latest_start,
+            finish_by=finish_by,
+            max_delay=max_delay,
+            fallback=fallback,
+            fallback_timezone=fallback_timezone,
+            threshold=threshold,
+            min_saving_pct=min_saving_pct,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:

@@ -34,7 +34,13 @@ class GreenestRegionMixin(CarbonPlanningMixin):
     """Fetch every candidate concurrently, fall back per region to the static table, score, choose."""
 
     region_template_fields: Sequence[str] = (
-        "regions", "mode", "expected_duration", "latest_start", "finish_by", "max_delay", "if_all_fail",
+        "regions",
+        "mode",
+        "expected_duration",
+        "latest_start",
+        "finish_by",
+        "max_delay",
+        "if_all_fail",
     )
 
     def _init_regions(
@@ -57,10 +63,18 @@ class GreenestRegionMixin(CarbonPlanningMixin):
         max_workers: int,
     ) -> None:
         self._init_planning(
-            carbon_conn_id=carbon_conn_id, zone=None, lat=None, lon=None,
+            carbon_conn_id=carbon_conn_id,
+            zone=None,
+            lat=None,
+            lon=None,
             expected_duration=expected_duration if expected_duration is not None else 3600,
-            latest_start=latest_start, finish_by=finish_by, max_delay=max_delay, fallback="now",
-            fallback_timezone="UTC", threshold=None, min_saving_pct=None,
+            latest_start=latest_start,
+            finish_by=finish_by,
+            max_delay=max_delay,
+            fallback="now",
+            fallback_timezone="UTC",
+            threshold=None,
+            min_saving_pct=None,
         )
         self.regions = regions
         self.mode = mode
@@ -78,7 +92,12 @@ class GreenestRegionMixin(CarbonPlanningMixin):
     # -- one region ---------------------------------------------------------------------------------------------
 
     def _measure(
-        self, hook: CarbonIntensityHook | None, name: str, zone: str, location: str, spec: PlanSpec | None,
+        self,
+        hook: CarbonIntensityHook | None,
+        name: str,
+        zone: str,
+        location: str,
+        spec: PlanSpec | None,
         now: datetime,
     ) -> RegionResult:
         from airflow_provider_carbon.core.regions import RegionResult, static_intensity
@@ -89,23 +108,39 @@ class GreenestRegionMixin(CarbonPlanningMixin):
                 raise RuntimeError(f"connection {self.carbon_conn_id!r} is unusable")
             if spec is None:
                 latest = hook.get_latest(location)
-                return RegionResult(region=name, zone=zone, intensity=float(latest.values[-1]),
-                                    source=latest.source or hook.service)
+                return RegionResult(
+                    region=name, zone=zone, intensity=float(latest.values[-1]), source=latest.source or hook.service
+                )
             forecast = hook.get_forecast(location, **spec.forecast_request(now))
-            window = find_best_window(forecast, spec.duration, earliest=max(now, forecast.start),
-                                      latest_start=spec.latest_start)
-            return RegionResult(region=name, zone=zone, intensity=window.mean_intensity,
-                                source=forecast.source or hook.service, window_start=window.start.isoformat(),
-                                window_end=window.end.isoformat())
+            window = find_best_window(
+                forecast, spec.duration, earliest=max(now, forecast.start), latest_start=spec.latest_start
+            )
+            return RegionResult(
+                region=name,
+                zone=zone,
+                intensity=window.mean_intensity,
+                source=forecast.source or hook.service,
+                window_start=window.start.isoformat(),
+                window_end=window.end.isoformat(),
+            )
         except Exception as err:  # one region's data failing must not fail the task
             static = static_intensity(zone)
-            self.log.warning("region %s (%s): live data failed (%s: %s); %s", name, zone, type(err).__name__, err,  # type: ignore[attr-defined]
-                             f"using the {static.year} annual average" if static else "no static value either")
+            self.log.warning(
+                "region %s (%s): live data failed (%s: %s); %s",
+                name,
+                zone,
+                type(err).__name__,
+                err,  # type: ignore[attr-defined]
+                f"using the {static.year} annual average" if static else "no static value either",
+            )
             # no forecast: a region chosen on its static value would start now
             return RegionResult(
-                region=name, zone=zone, intensity=static.value if static else None,
+                region=name,
+                zone=zone,
+                intensity=static.value if static else None,
                 source=f"static annual average {static.year}: {static.source}" if static else "none",
-                fallback=True, error=f"{type(err).__name__}: {err}",
+                fallback=True,
+                error=f"{type(err).__name__}: {err}",
                 window_start=now.isoformat() if spec is not None else None,
                 window_end=(now + spec.duration).isoformat() if spec is not None else None,
             )
@@ -126,8 +161,10 @@ class GreenestRegionMixin(CarbonPlanningMixin):
         if spec is not None and spec.latest_start <= now:
             # a late or retried run: no window is left to choose, so compare what starting now would emit instead
             # of letting every region fail over to the static table
-            self.log.warning("the deadline %s has passed: comparing regions for a start now",  # type: ignore[attr-defined]
-                             spec.latest_start.isoformat())
+            self.log.warning(
+                "the deadline %s has passed: comparing regions for a start now",  # type: ignore[attr-defined]
+                spec.latest_start.isoformat(),
+            )
             spec = replace(spec, latest_start=now)
         try:
             hook: CarbonIntensityHook | None = self.carbon_hook()
@@ -146,8 +183,12 @@ class GreenestRegionMixin(CarbonPlanningMixin):
         with ThreadPoolExecutor(max_workers=max(1, min(self.max_workers, len(resolved)))) as pool:
             results = list(pool.map(measure, resolved))
         ranked = rank_regions(
-            results, cost_per_hour=self.cost_per_hour, latency_ms=self.latency_ms, weights=self.weights,
-            carbon_price=self.carbon_price, power_kw=self.power_kw,
+            results,
+            cost_per_hour=self.cost_per_hour,
+            latency_ms=self.latency_ms,
+            weights=self.weights,
+            carbon_price=self.carbon_price,
+            power_kw=self.power_kw,
         )
         all_failed = all(r.fallback for r in results)
         if all_failed and self.if_all_fail != "static":
@@ -162,9 +203,13 @@ class GreenestRegionMixin(CarbonPlanningMixin):
         for row in table:
             self.log.info(  # type: ignore[attr-defined]
                 "rank %s: %s (%s) %s gCO2eq/kWh%s, score %s, source %s",
-                row["rank"], row["region"], row["zone"],
+                row["rank"],
+                row["region"],
+                row["zone"],
                 "n/a" if row["intensity"] is None else f"{row['intensity']:.0f}",
-                f", window from {row['window_start']}" if row["window_start"] else "", row["score"], row["source"],
+                f", window from {row['window_start']}" if row["window_start"] else "",
+                row["score"],
+                row["source"],
             )
         chosen = {**choice.to_dict(), "reason": why, "mode": self.mode, "decided_at": now.isoformat()}
         self.log.info("greenest region: %s (%s): %s", choice.region, choice.zone, why)  # type: ignore[attr-defined]
@@ -203,13 +248,16 @@ _REGION_DOC_PARAMS = """
 
 
 class GreenestRegionOperator(GreenestRegionMixin, BaseOperator):
-    """Choose the region (and, in window mode, the start) with the lowest carbon score.
+    (
+        """Choose the region (and, in window mode, the start) with the lowest carbon score.
 
     Returns the chosen region's name (XCom ``return_value``, exactly as given in ``regions``); pushes the per-region
     table (intensity, window, cost, latency, score, source, whether it was a fallback value) to XCom
     ``carbon_regions`` and the choice with its zone, window and reason to ``carbon_region``. One region's data
     failing does not fail the task: its value comes from a static annual-average table and is marked.
-    """ + _REGION_DOC_PARAMS + """
+    """
+        + _REGION_DOC_PARAMS
+        + """
     .. code-block:: python
 
         pick = GreenestRegionOperator(
@@ -222,6 +270,7 @@ class GreenestRegionOperator(GreenestRegionMixin, BaseOperator):
         # downstream: "{{ ti.xcom_pull(task_ids='pick_region') }}" is the region,
         # "{{ ti.xcom_pull(task_ids='pick_region', key='carbon_region')['window_start'] }}" the start
     """
+    )
 
     template_fields: Sequence[str] = GreenestRegionMixin.region_template_fields
     ui_color = "#74c69d"
@@ -248,10 +297,21 @@ class GreenestRegionOperator(GreenestRegionMixin, BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self._init_regions(
-            regions=regions, carbon_conn_id=carbon_conn_id, mode=mode, expected_duration=expected_duration,
-            latest_start=latest_start, finish_by=finish_by, max_delay=max_delay, cost_per_hour=cost_per_hour,
-            latency_ms=latency_ms, weights=weights, carbon_price=carbon_price, power_kw=power_kw,
-            region_zones=region_zones, if_all_fail=if_all_fail, max_workers=max_workers,
+            regions=regions,
+            carbon_conn_id=carbon_conn_id,
+            mode=mode,
+            expected_duration=expected_duration,
+            latest_start=latest_start,
+            finish_by=finish_by,
+            max_delay=max_delay,
+            cost_per_hour=cost_per_hour,
+            latency_ms=latency_ms,
+            weights=weights,
+            carbon_price=carbon_price,
+            power_kw=power_kw,
+            region_zones=region_zones,
+            if_all_fail=if_all_fail,
+            max_workers=max_workers,
         )
 
     def execute(self, context: Context) -> str:
@@ -259,13 +319,16 @@ class GreenestRegionOperator(GreenestRegionMixin, BaseOperator):
 
 
 class GreenestRegionBranchOperator(GreenestRegionMixin, BaseBranchOperator):
-    """Follow only the downstream task(s) of the greenest region; Airflow skips the others.
+    (
+        """Follow only the downstream task(s) of the greenest region; Airflow skips the others.
 
     Same choice, XComs and fallbacks as :class:`GreenestRegionOperator`: XCom ``return_value`` is the chosen region
     (the followed task ids are in the log), ``carbon_region`` and ``carbon_regions`` as there.
 
     :param branches: region (as written in ``regions``) -> downstream task id, or list of task ids.
-    """ + _REGION_DOC_PARAMS + """
+    """
+        + _REGION_DOC_PARAMS
+        + """
     .. code-block:: python
 
         pick = GreenestRegionBranchOperator(
@@ -276,6 +339,7 @@ class GreenestRegionBranchOperator(GreenestRegionMixin, BaseBranchOperator):
         # route the work to per-region workers: train_se = ...(queue="se-se3"), one Celery queue per region
         pick >> [train_se, train_de, train_pl]
     """
+    )
 
     template_fields: Sequence[str] = GreenestRegionMixin.region_template_fields
     ui_color = "#74c69d"
@@ -304,10 +368,20 @@ class GreenestRegionBranchOperator(GreenestRegionMixin, BaseBranchOperator):
         super().__init__(**kwargs)
         self.branches = dict(branches)
         self._init_regions(
-            regions=regions if regions is not None else list(self.branches), carbon_conn_id=carbon_conn_id,
-            mode=mode, expected_duration=expected_duration, latest_start=latest_start, finish_by=finish_by,
-            max_delay=max_delay, cost_per_hour=cost_per_hour, latency_ms=latency_ms, weights=weights,
-            carbon_price=carbon_price, power_kw=power_kw, region_zones=region_zones, if_all_fail=if_all_fail,
+            regions=regions if regions is not None else list(self.branches),
+            carbon_conn_id=carbon_conn_id,
+            mode=mode,
+            expected_duration=expected_duration,
+            latest_start=latest_start,
+            finish_by=finish_by,
+            max_delay=max_delay,
+            cost_per_hour=cost_per_hour,
+            latency_ms=latency_ms,
+            weights=weights,
+            carbon_price=carbon_price,
+            power_kw=power_kw,
+            region_zones=region_zones,
+            if_all_fail=if_all_fail,
             max_workers=max_workers,
         )
 

@@ -121,9 +121,18 @@ class CarbonWindowSensor(CarbonPlanningMixin, BaseSensorOperator):
         self._timeout_given = kwargs.get("timeout") is not None
         super().__init__(poke_interval=poke_interval, **kwargs)
         self._init_planning(
-            carbon_conn_id=carbon_conn_id, zone=zone, lat=lat, lon=lon, expected_duration=expected_duration,
-            latest_start=latest_start, finish_by=finish_by, max_delay=max_delay, fallback=fallback,
-            fallback_timezone=fallback_timezone, threshold=threshold, min_saving_pct=min_saving_pct,
+            carbon_conn_id=carbon_conn_id,
+            zone=zone,
+            lat=lat,
+            lon=lon,
+            expected_duration=expected_duration,
+            latest_start=latest_start,
+            finish_by=finish_by,
+            max_delay=max_delay,
+            fallback=fallback,
+            fallback_timezone=fallback_timezone,
+            threshold=threshold,
+            min_saving_pct=min_saving_pct,
         )
         self.recheck_interval = (
             recheck_interval.total_seconds() if isinstance(recheck_interval, timedelta) else float(recheck_interval)
@@ -183,12 +192,16 @@ class CarbonWindowSensor(CarbonPlanningMixin, BaseSensorOperator):
         elif self.timeout < wait.total_seconds():
             self.log.warning(
                 "timeout=%ss ends the wait before the deadline %s: the sensor will time out instead of running "
-                "the job late", self.timeout, spec.latest_start.isoformat(),
+                "the job late",
+                self.timeout,
+                spec.latest_start.isoformat(),
             )
         if self.execution_timeout is not None and self.execution_timeout < wait:
             self.log.warning(
                 "execution_timeout=%s counts the time spent waiting and is shorter than the wait to the deadline "
-                "(%s): it may fail the task before the low-carbon window", self.execution_timeout, wait,
+                "(%s): it may fail the task before the low-carbon window",
+                self.execution_timeout,
+                wait,
             )
 
     # -- execution ------------------------------------------------------------------------------------------------
@@ -233,8 +246,13 @@ class CarbonWindowSensor(CarbonPlanningMixin, BaseSensorOperator):
 
     def _complete(self, context: Context, decision: Decision) -> dict[str, Any]:
         for entry in decision.replans:
-            self.log.info("re-planned at %s (%s): %s -> %s", entry["at"], entry["cause"], entry["previous_start"],
-                          entry["new_start"])
+            self.log.info(
+                "re-planned at %s (%s): %s -> %s",
+                entry["at"],
+                entry["cause"],
+                entry["previous_start"],
+                entry["new_start"],
+            )
         self.log.info("released at %s: %s", decision.released_at, decision.release_reason)
         return self.record(context, decision)
 

@@ -53,8 +53,11 @@ def build(args: argparse.Namespace) -> Simulator:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m airflow_provider_carbon.simulator", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_provider_carbon.simulator",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port (printed at start)")
     parser.add_argument("--zones", default=DEFAULT_ZONES, help="comma-separated zone keys (synthetic models)")
@@ -74,9 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     simulator = build(args)
     server = serve(simulator, args.host, args.port, verbose=args.verbose)
     host, port = server.server_address[:2]
-    print(f"carbon simulator ready on http://{host}:{port} (Electricity Maps: /v3, Carbon Aware SDK: /emissions; "
-          f"zones {', '.join(sorted(simulator.grids))}; speed {args.speed:g}x; failure {simulator.failure.mode})",
-          flush=True)
+    print(
+        f"carbon simulator ready on http://{host}:{port} (Electricity Maps: /v3, Carbon Aware SDK: /emissions; "
+        f"zones {', '.join(sorted(simulator.grids))}; speed {args.speed:g}x; failure {simulator.failure.mode})",
+        flush=True,
+    )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -86,8 +86,11 @@ class SimClock:
         return self.sim(datetime.now(timezone.utc))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"speed": self.speed, "real_anchor": self.real_anchor.isoformat(),
-                "sim_anchor": self.sim_anchor.isoformat() if self.sim_anchor else None}
+        return {
+            "speed": self.speed,
+            "real_anchor": self.real_anchor.isoformat(),
+            "sim_anchor": self.sim_anchor.isoformat() if self.sim_anchor else None,
+        }
 
 
 @dataclass
@@ -101,8 +104,12 @@ class Failure:
         return self.mode != "ok" and (self.zones is None or any(z in self.zones for z in zones))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode, "zones": sorted(self.zones) if self.zones else None, "delay": self.delay,
-                "retry_after": self.retry_after}
+        return {
+            "mode": self.mode,
+            "zones": sorted(self.zones) if self.zones else None,
+            "delay": self.delay,
+            "retry_after": self.retry_after,
+        }
 
 
 class Simulator:
@@ -139,13 +146,15 @@ class Simulator:
         azure = {r.region: r.zone for r in cloud_regions().values() if r.provider == "azure" and r.zone in grids}
         return cls(grids, locations={**azure, **kwargs.pop("locations", {})}, **kwargs)
 
-    def set_failure(self, mode: str, zones: list[str] | None = None, delay: float | None = None,
-                    retry_after: int | None = None) -> Failure:
+    def set_failure(
+        self, mode: str, zones: list[str] | None = None, delay: float | None = None, retry_after: int | None = None
+    ) -> Failure:
         if mode not in FAILURE_MODES:
             raise ValueError(f"failure mode must be one of {FAILURE_MODES}, got {mode!r}")
         with self._lock:
             self.failure = Failure(
-                mode=mode, zones=frozenset(zones) if zones else None,
+                mode=mode,
+                zones=frozenset(zones) if zones else None,
                 delay=self.failure.delay if delay is None else float(delay),
                 retry_after=self.failure.retry_after if retry_after is None else int(retry_after),
             )
@@ -188,8 +197,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing ---------------------------------------------------------------------------------------------------
 
-    def _send(self, status: int, body: Any = None, *, content_type: str = "application/json",
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         if body is None:
             payload = b""
         elif isinstance(body, (bytes, str)):
@@ -253,12 +268,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, "<html><body>Scheduled maintenance</body></html>")
         elif mode in ("not_entitled", "bad_token"):
             upstream = (
-                {"error": f"Request unauthorized for zoneKey={zone},requestType=forecast.",
-                 "message": "You do not have access to this specific endpoint for this specific zone."}
-                if mode == "not_entitled" else {"error": "Invalid auth-token"}
+                {
+                    "error": f"Request unauthorized for zoneKey={zone},requestType=forecast.",
+                    "message": "You do not have access to this specific endpoint for this specific zone.",
+                }
+                if mode == "not_entitled"
+                else {"error": "Invalid auth-token"}
             )
-            body = upstream if em else {"title": "ElectricityMapsClientHttpException", "status": 401,
-                                        "detail": json.dumps(upstream)}
+            body = (
+                upstream
+                if em
+                else {"title": "ElectricityMapsClientHttpException", "status": 401, "detail": json.dumps(upstream)}
+            )
             self._send(401, body)
         else:  # zeros: answered normally, with zero values (the handlers check the mode)
             return False
@@ -279,15 +300,22 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/sim/health":
             return self._send(200, {"status": "ok"})
         if path == "/sim/state":
-            return self._send(200, {
-                **sim.clock.to_dict(),
-                "sim_now": sim.clock.now().isoformat(), "zones": sorted(sim.grids), "locations": sim.locations,
-                "failure": sim.failure.to_dict(), "requests": len(sim.requests),
-            })
+            return self._send(
+                200,
+                {
+                    **sim.clock.to_dict(),
+                    "sim_now": sim.clock.now().isoformat(),
+                    "zones": sorted(sim.grids),
+                    "locations": sim.locations,
+                    "failure": sim.failure.to_dict(),
+                    "requests": len(sim.requests),
+                },
+            )
         if path == "/sim/failure" and method == "POST":
             body = self._json_body()
-            failure = sim.set_failure(body.get("mode", "ok"), body.get("zones"), body.get("delay"),
-                                      body.get("retry_after"))
+            failure = sim.set_failure(
+                body.get("mode", "ok"), body.get("zones"), body.get("delay"), body.get("retry_after")
+            )
             return self._send(200, failure.to_dict())
         if path == "/sim/failure":
             return self._send(200, sim.failure.to_dict())
@@ -297,8 +325,9 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 sim.clock = SimClock(
                     speed=float(body.get("speed") or sim.clock.speed),
-                    real_anchor=_parse_time(body["real_start"]) if body.get("real_start") else datetime.now(
-                        timezone.utc),
+                    real_anchor=_parse_time(body["real_start"])
+                    if body.get("real_start")
+                    else datetime.now(timezone.utc),
                     sim_anchor=_parse_time(body["sim_start"]) if body.get("sim_start") else None,
                 )
             except (ValueError, TypeError) as err:
@@ -317,8 +346,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return None
             return self._send(200, {z: {"zoneName": z, "access": ["*"]} for z in sorted(sim.grids)})
         if "zone" not in query:
-            return self._send(400, {"status": "error",
-                                    "message": "the simulator needs zone=... (no lat/lon or caller lookup)"})
+            return self._send(
+                400, {"status": "error", "message": "the simulator needs zone=... (no lat/lon or caller lookup)"}
+            )
         zone = query["zone"][0]
         if zone not in sim.grids:
             return self._send(404, {"status": "error", "message": f"No recent data available for zone {zone}"})
@@ -328,19 +358,31 @@ class _Handler(BaseHTTPRequestHandler):
         now = sim.clock.now()
         if route == "/carbon-intensity/latest":
             current = step_floor(now, step)
-            return self._send(200, {
-                "zone": zone, "carbonIntensity": self._value(sim.actual(zone, current), zone),
-                "datetime": _iso_ms(sim.clock.real(current)), "updatedAt": _iso_ms(datetime.now(timezone.utc)),
-                "createdAt": _iso_ms(sim.clock.real(current)), "emissionFactorType": "lifecycle",
-                "isEstimated": False, "estimationMethod": None, "temporalGranularity": _name(step),
-            })
+            return self._send(
+                200,
+                {
+                    "zone": zone,
+                    "carbonIntensity": self._value(sim.actual(zone, current), zone),
+                    "datetime": _iso_ms(sim.clock.real(current)),
+                    "updatedAt": _iso_ms(datetime.now(timezone.utc)),
+                    "createdAt": _iso_ms(sim.clock.real(current)),
+                    "emissionFactorType": "lifecycle",
+                    "isEstimated": False,
+                    "estimationMethod": None,
+                    "temporalGranularity": _name(step),
+                },
+            )
         if route == "/carbon-intensity/forecast":
             horizon = timedelta(hours=float(query.get("horizonHours", ["24"])[0]))
             issued, points = sim.forecast_points(zone, horizon, step)
-            return self._send(200, {
-                "zone": zone, "updatedAt": _iso_ms(sim.clock.real(issued)),
-                "forecast": [{"carbonIntensity": self._value(v, zone), "datetime": _iso_ms(t)} for t, v in points],
-            })
+            return self._send(
+                200,
+                {
+                    "zone": zone,
+                    "updatedAt": _iso_ms(sim.clock.real(issued)),
+                    "forecast": [{"carbonIntensity": self._value(v, zone), "datetime": _iso_ms(t)} for t, v in points],
+                },
+            )
         if route in ("/carbon-intensity/history", "/carbon-intensity/past-range"):
             if route.endswith("history"):
                 real_end = datetime.now(timezone.utc)
@@ -350,20 +392,37 @@ class _Handler(BaseHTTPRequestHandler):
                 real_start, real_end = _parse_time(query["start"][0]), _parse_time(query["end"][0])
                 key = "data"
             points = sim.actual_points(zone, real_start, real_end, step)
-            return self._send(200, {
-                "zone": zone, "temporalGranularity": _name(step),
-                key: [{"zone": zone, "carbonIntensity": self._value(v, zone), "datetime": _iso_ms(t),
-                       "isEstimated": False,
-                       "estimationMethod": None, "emissionFactorType": "lifecycle", "updatedAt": _iso_ms(t)}
-                      for t, v in points],
-            })
+            return self._send(
+                200,
+                {
+                    "zone": zone,
+                    "temporalGranularity": _name(step),
+                    key: [
+                        {
+                            "zone": zone,
+                            "carbonIntensity": self._value(v, zone),
+                            "datetime": _iso_ms(t),
+                            "isEstimated": False,
+                            "estimationMethod": None,
+                            "emissionFactorType": "lifecycle",
+                            "updatedAt": _iso_ms(t),
+                        }
+                        for t, v in points
+                    ],
+                },
+            )
         self._send(404, {"status": "error", "message": f"unknown route {route}"})
 
     # -- Carbon Aware SDK WebAPI --------------------------------------------------------------------------------
 
     def _problem(self, status: int, title: str, detail: str, errors: dict[str, list[str]] | None = None) -> None:
-        body: dict[str, Any] = {"type": "https://tools.ietf.org/html/rfc7231#section-6.5.1", "title": title,
-                                "status": status, "detail": detail, "traceId": f"00-sim-{time.time_ns()}-00"}
+        body: dict[str, Any] = {
+            "type": "https://tools.ietf.org/html/rfc7231#section-6.5.1",
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "traceId": f"00-sim-{time.time_ns()}-00",
+        }
         if errors:
             body["errors"] = errors
         self._send(status, body, content_type="application/problem+json")
@@ -376,8 +435,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {name: {"Name": name, "Latitude": 0, "Longitude": 0} for name in sim.locations})
         names = query.get("location", [])
         if not names:
-            return self._problem(400, "ArgumentException", "Invalid parameters",
-                                 {"MultipleLocations": ["MultipleLocations is not set"]})
+            return self._problem(
+                400, "ArgumentException", "Invalid parameters", {"MultipleLocations": ["MultipleLocations is not set"]}
+            )
         unknown = [n for n in names if n not in sim.locations]
         if unknown:
             return self._problem(400, "ArgumentException", f"Unknown Location: '{unknown[0]}' not found")
@@ -394,22 +454,31 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 real_start = real_end = datetime.now(timezone.utc)
             rows = []
-            for name, zone in zip(names, zones):
+            for name, zone in zip(names, zones, strict=True):
                 for t, v in sim.actual_points(zone, real_start, real_end, step):
                     if "time" in query and "toTime" in query and t >= real_end:
                         continue
-                    rows.append({"location": name, "time": t.isoformat(), "rating": self._value(v, zone),
-                                 "duration": _timespan(real_step)})
+                    rows.append(
+                        {
+                            "location": name,
+                            "time": t.isoformat(),
+                            "rating": self._value(v, zone),
+                            "duration": _timespan(real_step),
+                        }
+                    )
             if path.endswith("/best") and rows:
                 low = min(r["rating"] for r in rows)
                 rows = [r for r in rows if r["rating"] == low]
             return self._send(200, rows) if rows else self._send(204, None)
         if path == "/emissions/forecasts/current":
-            return self._send(200, [self._sdk_forecast(n, z, query, now, real_step) for n, z in zip(names, zones)])
+            return self._send(
+                200, [self._sdk_forecast(n, z, query, now, real_step) for n, z in zip(names, zones, strict=True)]
+            )
         self._problem(404, "NotFound", f"unknown route {path}")
 
-    def _sdk_forecast(self, name: str, zone: str, query: dict[str, list[str]], now: datetime,
-                      real_step: timedelta) -> dict[str, Any]:
+    def _sdk_forecast(
+        self, name: str, zone: str, query: dict[str, list[str]], now: datetime, real_step: timedelta
+    ) -> dict[str, Any]:
         from airflow_provider_carbon.core.forecast import Forecast
 
         sim = self.server.simulator
@@ -420,21 +489,29 @@ class _Handler(BaseHTTPRequestHandler):
         window = int(query.get("windowSize", ["0"])[0])
         optimal: list[dict[str, Any]] = []
         if window:  # the SDK's rolling average of windowSize (real) minutes, and every window tied at the minimum
-            forecast = Forecast.from_points([(t, max(v, 0.001)) for t, v in points], end=points[-1][0] + real_step,
-                                            max_gap=None)
+            forecast = Forecast.from_points(
+                [(t, max(v, 0.001)) for t, v in points], end=points[-1][0] + real_step, max_gap=None
+            )
             span = timedelta(minutes=window)
             starts = [t for t, _ in points if t + span <= forecast.end]
             means = [forecast.mean(t, t + span) for t in starts]
             if all(v == 0 for _, v in points):  # "zeros": the 0.001 floor above only keeps Forecast's check quiet
                 means = [0.0] * len(starts)
-            data = [{"location": zone, "timestamp": t.isoformat(), "duration": window, "value": round(m, 3)}
-                    for t, m in zip(starts, means)]
+            data = [
+                {"location": zone, "timestamp": t.isoformat(), "duration": window, "value": round(m, 3)}
+                for t, m in zip(starts, means, strict=True)
+            ]
             low = min(means) if means else None
             optimal = [d for d in data if low is not None and d["value"] == round(low, 3)]
         return {
-            "requestedAt": datetime.now(timezone.utc).isoformat(), "generatedAt": sim.clock.real(issued).isoformat(),
-            "location": name, "dataStartAt": points[0][0].isoformat(), "dataEndAt": points[-1][0].isoformat(),
-            "windowSize": window, "optimalDataPoints": optimal, "forecastData": data,
+            "requestedAt": datetime.now(timezone.utc).isoformat(),
+            "generatedAt": sim.clock.real(issued).isoformat(),
+            "location": name,
+            "dataStartAt": points[0][0].isoformat(),
+            "dataEndAt": points[-1][0].isoformat(),
+            "windowSize": window,
+            "optimalDataPoints": optimal,
+            "forecastData": data,
         }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_carbon.core.decision import Decision, PlanSpec, plan, revise
-from airflow_provider_carbon.core.exceptions import WindowError
+from airflow_provider_carbon.exceptions import WindowError
 
 __all__ = ["CarbonWindowTrigger"]
 
@@ -166,8 +166,7 @@ class CarbonWindowTrigger(BaseTrigger):
                         continue
                 released_at = utcnow()  # after any check above: the record says when the wait really ended
                 released = decision.released(released_at, _release_reason(decision, now), observed)
-                self.log.info("carbon trigger: releasing at %s (%s)", released_at.isoformat(),
-                              released.release_reason)
+                self.log.info("carbon trigger: releasing at %s (%s)", released_at.isoformat(), released.release_reason)
                 yield TriggerEvent({"status": "release", "decision": released.to_dict()})
                 return
             if now - last_check >= timedelta(seconds=self.recheck_interval):
@@ -182,8 +181,9 @@ class CarbonWindowTrigger(BaseTrigger):
         until = min(decision.planned_start, spec.latest_start)
         forecast, error = await self._forecast(spec, now, until, use_cache=True)
         if forecast is None:
-            self.log.warning("carbon trigger: re-check failed (%s); keeping the plan for %s", error,
-                             decision.planned_start)
+            self.log.warning(
+                "carbon trigger: re-check failed (%s); keeping the plan for %s", error, decision.planned_start
+            )
             return decision
         revised = revise(spec, decision, forecast, now=now)
         if revised is not decision:
@@ -196,8 +196,10 @@ class CarbonWindowTrigger(BaseTrigger):
     ) -> tuple[Decision, float | None, bool]:
         until = min(spec.latest_start, now + DEVIATION_CHECK_BUDGET)
         if not await self._comparable(until):
-            self.log.info("carbon trigger: the current intensity and the forecast use different emission factors; "
-                          "starting as planned without comparing them")
+            self.log.info(
+                "carbon trigger: the current intensity and the forecast use different emission factors; "
+                "starting as planned without comparing them"
+            )
             return decision, None, False
         latest, error = await self._bounded("aget_latest", until)
         if latest is None:
@@ -209,7 +211,9 @@ class CarbonWindowTrigger(BaseTrigger):
             return decision, observed, False
         self.log.warning(
             "carbon trigger: intensity now %.0f is more than %.0f %% above the forecast %.0f; re-planning",
-            observed, self.deviation_pct, expected,
+            observed,
+            self.deviation_pct,
+            expected,
         )
         forecast, error = await self._forecast(spec, utcnow(), until, use_cache=False)
         if forecast is None:

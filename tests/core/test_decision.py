@@ -6,9 +6,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from airflow_provider_carbon.core.decision import Decision, PlanSpec, plan
-from airflow_provider_carbon.core.exceptions import ServiceUnavailableError
 from airflow_provider_carbon.core.fallback import FallbackPolicy
 from airflow_provider_carbon.core.forecast import Forecast
+from airflow_provider_carbon.exceptions import ServiceUnavailableError
 
 T0 = datetime(2025, 6, 1, 22, tzinfo=timezone.utc)  # midnight in Berlin (CEST)
 H = timedelta(hours=1)
@@ -16,15 +16,24 @@ DOWN = ServiceUnavailableError("could not connect", service="electricitymaps", z
 
 
 def spec(**kw):
-    values = {"duration": 2 * H, "latest_start": T0 + 10 * H, "fallback": FallbackPolicy.parse("02:00"),
-              "timezone": "Europe/Berlin", "anchor": T0}
+    values = {
+        "duration": 2 * H,
+        "latest_start": T0 + 10 * H,
+        "fallback": FallbackPolicy.parse("02:00"),
+        "timezone": "Europe/Berlin",
+        "anchor": T0,
+    }
     values.update(kw)
     return PlanSpec(**values)
 
 
 def forecast(values, start=T0):
-    return Forecast.from_points([(start + i * H, v) for i, v in enumerate(values)], zone="DE",
-                                source="electricitymaps", generated_at=start - timedelta(minutes=10))
+    return Forecast.from_points(
+        [(start + i * H, v) for i, v in enumerate(values)],
+        zone="DE",
+        source="electricitymaps",
+        generated_at=start - timedelta(minutes=10),
+    )
 
 
 FC = forecast([400, 380, 300, 200, 150, 160, 300, 350, 420, 450, 460, 470, 480, 490])
@@ -103,10 +112,16 @@ def test_forecast_starting_in_the_future_is_used_from_its_start():
 @pytest.mark.parametrize(
     ("anchor", "expected", "night"),
     [
-        (datetime(2025, 3, 29, 23, tzinfo=timezone.utc), datetime(2025, 3, 30, 1, tzinfo=timezone.utc),
-         "spring forward: 02:00 does not exist, 03:00 CEST"),
-        (datetime(2025, 10, 25, 22, tzinfo=timezone.utc), datetime(2025, 10, 26, 0, tzinfo=timezone.utc),
-         "fall back: the first 02:00 (CEST)"),
+        (
+            datetime(2025, 3, 29, 23, tzinfo=timezone.utc),
+            datetime(2025, 3, 30, 1, tzinfo=timezone.utc),
+            "spring forward: 02:00 does not exist, 03:00 CEST",
+        ),
+        (
+            datetime(2025, 10, 25, 22, tzinfo=timezone.utc),
+            datetime(2025, 10, 26, 0, tzinfo=timezone.utc),
+            "fall back: the first 02:00 (CEST)",
+        ),
     ],
 )
 def test_0200_fallback_in_berlin_on_dst_nights(anchor, expected, night):
@@ -120,10 +135,16 @@ def test_record_is_json_and_round_trips():
     done = moved.released(T0 + H, "planned start", observed=101.0)
     data = json.loads(json.dumps(done.to_dict()))
     assert Decision.from_dict(data) == done
-    assert data["replans"] == [{
-        "at": (T0 + H).isoformat(), "cause": "re-check: the optimum moved", "previous_start": (T0 + 4 * H).isoformat(),
-        "new_start": (T0 + H).isoformat(), "expected_intensity": 100.0, "used_fallback": False,
-    }]
+    assert data["replans"] == [
+        {
+            "at": (T0 + H).isoformat(),
+            "cause": "re-check: the optimum moved",
+            "previous_start": (T0 + 4 * H).isoformat(),
+            "new_start": (T0 + H).isoformat(),
+            "expected_intensity": 100.0,
+            "used_fallback": False,
+        }
+    ]
     assert data["released_at"] == (T0 + H).isoformat() and data["observed_intensity_at_start"] == 101.0
 
 

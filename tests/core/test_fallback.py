@@ -44,8 +44,9 @@ DST_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("tz", "after", "at", "expected", "night"), DST_CASES,
-                         ids=[c[4] + " " + c[0] for c in DST_CASES])
+@pytest.mark.parametrize(
+    ("tz", "after", "at", "expected", "night"), DST_CASES, ids=[c[4] + " " + c[0] for c in DST_CASES]
+)
 def test_dst_nights(tz, after, at, expected, night):
     got = next_local_time(after, at, tz)
     assert got == expected, night
@@ -153,7 +154,8 @@ def test_fixed_offset_names_resolve():
     from airflow_provider_carbon.core.fallback import resolve_timezone
 
     assert next_local_time(datetime(2025, 6, 1, 12, tzinfo=timezone.utc), "02:00", "+02:00") == datetime(
-        2025, 6, 2, 0, tzinfo=timezone.utc)
+        2025, 6, 2, 0, tzinfo=timezone.utc
+    )
     assert resolve_timezone("-05:30").utcoffset(None) == -timedelta(hours=5, minutes=30)
     with pytest.raises(ValueError, match="unknown timezone"):
         resolve_timezone("+2")

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_provider_carbon.core.exceptions import CarbonError, InvalidForecastError
 from airflow_provider_carbon.core.forecast import Forecast, Signal
+from airflow_provider_carbon.exceptions import CarbonError, InvalidForecastError
 
 T0 = datetime(2025, 3, 1, tzinfo=timezone.utc)
 H = timedelta(hours=1)
@@ -44,8 +44,9 @@ class TestBuild:
 
     def test_timestamps_in_any_timezone_are_stored_as_utc(self):
         berlin = ZoneInfo("Europe/Berlin")
-        fc = Forecast.from_points([(datetime(2025, 3, 1, 1, 0, tzinfo=berlin), 10),
-                                   (datetime(2025, 3, 1, 2, 0, tzinfo=berlin), 20)])
+        fc = Forecast.from_points(
+            [(datetime(2025, 3, 1, 1, 0, tzinfo=berlin), 10), (datetime(2025, 3, 1, 2, 0, tzinfo=berlin), 20)]
+        )
         assert fc.start == T0
         assert fc.start.tzinfo is timezone.utc
 
@@ -157,8 +158,12 @@ class TestValidation:
 
     def test_gap_longer_than_default_maximum(self):
         pts = hourly([1, 2]) + [(T0 + 5 * H, 3)]
-        _raises(pts, "gap", "point 2 at 2025-03-01T05:00:00+00:00: 4:00:00 after the previous point, longer than "
-                "the allowed gap of 3:00:00")
+        _raises(
+            pts,
+            "gap",
+            "point 2 at 2025-03-01T05:00:00+00:00: 4:00:00 after the previous point, longer than "
+            "the allowed gap of 3:00:00",
+        )
 
     def test_gap_maximum_is_configurable(self):
         pts = [(T0, 1), (T0 + 2 * H, 2)]
@@ -166,8 +171,12 @@ class TestValidation:
         assert len(Forecast.from_points(pts, max_gap=None)) == 2
 
     def test_gap_before_explicit_end(self):
-        _raises(hourly([1, 2]), "gap", "point 1 at 2025-03-01T01:00:00+00:00: the last value would hold 5:00:00",
-                end=T0 + 6 * H)
+        _raises(
+            hourly([1, 2]),
+            "gap",
+            "point 1 at 2025-03-01T01:00:00+00:00: the last value would hold 5:00:00",
+            end=T0 + 6 * H,
+        )
 
     def test_end_not_after_last_point(self):
         _raises(hourly([1, 2]), "bad_end", "end 2025-03-01T01:00:00+00:00 is not after the last timestamp", end=T0 + H)
@@ -213,8 +222,13 @@ def test_first_bad_point_is_named_in_a_year_long_series():
 def test_dict_round_trip_keeps_everything():
     gen = datetime(2025, 2, 28, 23, 50, tzinfo=timezone.utc)
     fc = Forecast.from_points(
-        [(T0, 300, True), (T0 + 5 * H, 200, False)], end=T0 + 6 * H, zone="DE", signal="marginal",
-        source="watttime", generated_at=gen, max_gap=None,
+        [(T0, 300, True), (T0 + 5 * H, 200, False)],
+        end=T0 + 6 * H,
+        zone="DE",
+        signal="marginal",
+        source="watttime",
+        generated_at=gen,
+        max_gap=None,
     )
     back = Forecast.from_dict(fc.to_dict())
     assert back.to_dict() == fc.to_dict()

@@ -28,8 +28,13 @@ class TestMapping:
 
     @pytest.mark.parametrize(
         ("name", "zone"),
-        [("aws:eu-north-1", "SE-SE3"), ("gcp:europe-west4", "NL"), ("azure:westeurope", "NL"),
-         ("AWS:US-EAST-1", "US-MIDA-PJM"), ("azure:southeastasia", "SG")],
+        [
+            ("aws:eu-north-1", "SE-SE3"),
+            ("gcp:europe-west4", "NL"),
+            ("azure:westeurope", "NL"),
+            ("AWS:US-EAST-1", "US-MIDA-PJM"),
+            ("azure:southeastasia", "SG"),
+        ],
     )
     def test_resolve_cloud_regions(self, name, zone):
         assert resolve_region(name)[0] == zone
@@ -75,8 +80,9 @@ class TestRanking:
         assert rank_regions(regions, cost_per_hour=cost, weights={"carbon": 1, "cost": 2})[0].region == "DE"
 
     def test_latency_weight(self):
-        ranked = rank_regions(results(SE=40, DE=380), latency_ms={"SE": 90, "DE": 10},
-                              weights={"carbon": 1, "latency": 3})
+        ranked = rank_regions(
+            results(SE=40, DE=380), latency_ms={"SE": 90, "DE": 10}, weights={"carbon": 1, "latency": 3}
+        )
         assert ranked[0].region == "DE" and ranked[0].latency_ms == 10
 
     def test_carbon_price_turns_grams_into_money(self):
@@ -93,8 +99,9 @@ class TestRanking:
         """With a carbon price every region has a carbon cost; a region left out of cost_per_hour must not rank
         as if it ran for nothing (the dirtiest grid would win)."""
         with pytest.raises(ValueError, match="no cost_per_hour for region 'PL'"):
-            rank_regions(results(SE=40, PL=660, DE=370), cost_per_hour={"SE": 3.0, "DE": 3.0}, carbon_price=80,
-                         power_kw=10)
+            rank_regions(
+                results(SE=40, PL=660, DE=370), cost_per_hour={"SE": 3.0, "DE": 3.0}, carbon_price=80, power_kw=10
+            )
         # no running costs at all: the carbon price alone is the cost
         ranked = rank_regions(results(SE=40, PL=660), carbon_price=80, power_kw=10)
         assert [r.region for r in ranked] == ["SE", "PL"]

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_carbon import find_best_window as top_level_find_best_window
-from airflow_provider_carbon.core.exceptions import DeadlineTooTightError, ForecastCoverageError
 from airflow_provider_carbon.core.forecast import Forecast
 from airflow_provider_carbon.core.windows import Window, find_best_window, rank_windows
+from airflow_provider_carbon.exceptions import DeadlineTooTightError, ForecastCoverageError
 from tests.conftest import SHARED_DATA
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -177,9 +177,7 @@ def _brute_force(steps_min, values, earliest_min, duration_min, last_start_min):
 def problems(draw):
     n = draw(st.integers(1, 40))
     steps = draw(st.lists(st.integers(1, 90), min_size=n, max_size=n))
-    values = draw(
-        st.lists(st.floats(0, 1000, allow_nan=False).map(lambda v: round(v, 3)), min_size=n, max_size=n)
-    )
+    values = draw(st.lists(st.floats(0, 1000, allow_nan=False).map(lambda v: round(v, 3)), min_size=n, max_size=n))
     if not any(values):
         values[0] = 1.0
     total = sum(steps)
@@ -196,7 +194,9 @@ def test_matches_fine_grid_brute_force(problem):
     steps, values, earliest, duration, latest_start, finish_by = problem
     bounds = np.concatenate(([0], np.cumsum(steps)))
     fc = Forecast.from_points(
-        [(T0 + int(b) * M, v) for b, v in zip(bounds[:-1], values)], end=T0 + int(bounds[-1]) * M, max_gap=None
+        [(T0 + int(b) * M, v) for b, v in zip(bounds[:-1], values, strict=True)],
+        end=T0 + int(bounds[-1]) * M,
+        max_gap=None,
     )
     kwargs = {
         "earliest": T0 + earliest * M,
@@ -277,7 +277,7 @@ def _year_series():
 
 @pytest.mark.parametrize(("name", "stamps", "values"), _year_series(), ids=lambda v: v if isinstance(v, str) else "")
 def test_every_day_of_a_year_2h_job_12h_deadline(name, stamps, values):
-    fc = Forecast.from_points(list(zip(stamps, values)), zone=name)
+    fc = Forecast.from_points(list(zip(stamps, values, strict=True)), zone=name)
     index = {t: i for i, t in enumerate(stamps)}
     days = sorted({t.replace(hour=0) for t in stamps})
     checked = 0

@@ -44,9 +44,23 @@ def compressed_conf(fallback_at: datetime) -> dict:
 def simulator():
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_carbon.simulator", "--port", str(port), "--speed", str(SPEED),
-         "--token", "e2e-token", "--zones", "SE-SE3,FR,ES,DE,PL"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "airflow_provider_carbon.simulator",
+            "--port",
+            str(port),
+            "--speed",
+            str(SPEED),
+            "--token",
+            "e2e-token",
+            "--zones",
+            "SE-SE3,FR,ES,DE,PL",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     assert "ready" in proc.stdout.readline()
     url = f"http://127.0.0.1:{port}"
@@ -71,20 +85,28 @@ def set_failure(url: str, mode: str) -> None:
     urllib.request.urlopen(request, timeout=5).close()
 
 
-def start_stack(home: Path, simulator: str, extra_env: dict[str, str] | None = None,
-                workers: tuple[tuple[str, ...], ...] = ()):
+def start_stack(
+    home: Path, simulator: str, extra_env: dict[str, str] | None = None, workers: tuple[tuple[str, ...], ...] = ()
+):
     """Migrate, start the four Airflow processes (and any Celery workers), wait until healthy and the example DAGs
     are parsed and unpaused; yield the stack; stop everything and keep the logs in artifacts/."""
-    stack = AirflowStack(home, extra_env={
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-        "AIRFLOW_CONN_ELECTRICITYMAPS_DEFAULT": json.dumps({
-            "conn_type": "electricitymaps", "host": f"{simulator}/v3", "password": "e2e-token",
-            "extra": {"zone": "DE", "max_attempts": 2, "max_retry_wait": 2, "timeout": 3, "cache_ttl": 0},
-        }),
-        **(extra_env or {}),
-    })
+    stack = AirflowStack(
+        home,
+        extra_env={
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            "AIRFLOW_CONN_ELECTRICITYMAPS_DEFAULT": json.dumps(
+                {
+                    "conn_type": "electricitymaps",
+                    "host": f"{simulator}/v3",
+                    "password": "e2e-token",
+                    "extra": {"zone": "DE", "max_attempts": 2, "max_retry_wait": 2, "timeout": 3, "cache_ttl": 0},
+                }
+            ),
+            **(extra_env or {}),
+        },
+    )
     stack.migrate()
     stack.start("api-server", "api-server", "--port", str(stack.port))
     stack.start("scheduler", "scheduler", "--skip-serve-logs")
@@ -143,8 +165,7 @@ def settled(stack: AirflowStack, dag_id: str, run_ids: list[str], quiet: float =
     """No task instance of these runs is in a worker (a deferred one waits in the triggerer, which writes to the
     database itself), and nothing has called the execution API for ``quiet`` s."""
     for run_id in run_ids:
-        if any(state in ("running", "queued", "restarting")
-               for state in task_states(stack, dag_id, run_id).values()):
+        if any(state in ("running", "queued", "restarting") for state in task_states(stack, dag_id, run_id).values()):
             return False
     calls = [line for line in stack.log("api-server").splitlines() if "path=/execution/" in line]
     if not calls:
@@ -208,8 +229,11 @@ def test_nightly_dag_plans_waits_in_the_triggerer_and_reports(stack, simulator):
     assert decision["used_fallback"] is False and decision["source"] == "electricitymaps"
     assert decision["zone"] == "DE" and decision["expected_intensity"] > 0
     released = datetime.fromisoformat(decision["released_at"])
-    assert datetime.fromisoformat(decision["planned_start"]) <= released <= datetime.fromisoformat(
-        decision["latest_start"])
+    assert (
+        datetime.fromisoformat(decision["planned_start"])
+        <= released
+        <= datetime.fromisoformat(decision["latest_start"])
+    )
     # the wait ran in the triggerer process: its log file for this task exists and says so
     logs = trigger_logs(stack, NIGHTLY, run_id, "wait_for_low_carbon_window")
     assert logs, "no triggerer log for the sensor"
@@ -234,8 +258,13 @@ def test_nightly_dag_falls_back_when_the_api_is_down(stack, simulator):
     assert fallback_at <= datetime.fromisoformat(decision["released_at"]) <= fallback_at + timedelta(seconds=5)
 
 
-REGION_TASKS = {"SE-SE3": "run_in_sweden", "FR": "run_in_france", "ES": "run_in_spain", "DE": "run_in_germany",
-                "PL": "run_in_poland"}
+REGION_TASKS = {
+    "SE-SE3": "run_in_sweden",
+    "FR": "run_in_france",
+    "ES": "run_in_spain",
+    "DE": "run_in_germany",
+    "PL": "run_in_poland",
+}
 
 
 def check_region_run(stack: AirflowStack, run: dict) -> str:
@@ -270,12 +299,21 @@ def test_airflow_ui_shows_the_grid_and_the_decision(stack, simulator):
     else:  # run on its own: make the run to look at
         set_failure(simulator, "ok")
         run_id = run_dag(stack, NIGHTLY, compressed_conf(datetime.now(timezone.utc) + timedelta(seconds=20)))[
-            "dag_run_id"]
+            "dag_run_id"
+        ]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(stack.base_url + "/", wait_until="networkidle")
         page.fill("input[name='username']", "admin")
@@ -286,8 +324,10 @@ def test_airflow_ui_shows_the_grid_and_the_decision(stack, simulator):
         page.get_by_text("wait_for_low_carbon_window").first.wait_for(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "grid.png"), full_page=True)
         quoted = urllib.parse.quote(run_id, safe="")
-        page.goto(f"{stack.base_url}/dags/{NIGHTLY}/runs/{quoted}/tasks/wait_for_low_carbon_window/xcom",
-                  wait_until="networkidle")
+        page.goto(
+            f"{stack.base_url}/dags/{NIGHTLY}/runs/{quoted}/tasks/wait_for_low_carbon_window/xcom",
+            wait_until="networkidle",
+        )
         page.get_by_text("carbon_decision").first.wait_for(timeout=30_000)
         page.get_by_label("Expand all extra JSON").click()  # the values render folded
         page.get_by_text("planned_start").first.wait_for(timeout=30_000)

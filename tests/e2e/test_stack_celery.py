@@ -87,7 +87,8 @@ def test_nightly_dag_on_celery_and_postgres(celery_stack, simulator):  # noqa: F
     assert trigger_logs(celery_stack, NIGHTLY, run_id, "wait_for_low_carbon_window")
     # the tasks ran in the Celery worker, not in a LocalExecutor child of the scheduler
     assert "Executing workload in Celery: dag_rel_path=PurePosixPath('nightly_low_carbon.py')" in celery_stack.log(
-        "worker-0")
+        "worker-0"
+    )
 
 
 def test_region_branch_routes_to_the_region_queue(celery_stack, simulator):  # noqa: F811

@@ -16,7 +16,7 @@ import pytest
 import time_machine
 from werkzeug import Response
 
-from airflow_provider_carbon.core.exceptions import BadPayloadError, CarbonError, ServiceUnavailableError
+from airflow_provider_carbon.exceptions import BadPayloadError, CarbonError, ServiceUnavailableError
 from airflow_provider_carbon.hooks.base import parse_retry_after, parse_timestamp
 from airflow_provider_carbon.hooks.electricitymaps import ElectricityMapsHook
 from tests.conftest import REPO_ROOT
@@ -92,14 +92,24 @@ class TestCache:
     def test_keys_differ_by_emission_factor_type(self, httpserver, connection):
         httpserver.expect_request(PATH).respond_with_handler(slow_forecast(0))
         for factor in ("lifecycle", "direct", "lifecycle"):
-            connection("em_factor", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN,
-                       extra={"zone": "DE", "emission_factor_type": factor})
+            connection(
+                "em_factor",
+                "electricitymaps",
+                httpserver.url_for("/v3"),
+                password=TOKEN,
+                extra={"zone": "DE", "emission_factor_type": factor},
+            )
             ElectricityMapsHook("em_factor").get_forecast()
         assert len(requests_to(httpserver, PATH)) == 2
 
     def test_ttl_zero_disables(self, httpserver, connection):
-        connection("em_nocache", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN,
-                   extra={"zone": "DE", "cache_ttl": 0})
+        connection(
+            "em_nocache",
+            "electricitymaps",
+            httpserver.url_for("/v3"),
+            password=TOKEN,
+            extra={"zone": "DE", "cache_ttl": 0},
+        )
         httpserver.expect_request(PATH).respond_with_handler(slow_forecast(0))
         hook = ElectricityMapsHook("em_nocache")
         hook.get_forecast()
@@ -109,15 +119,23 @@ class TestCache:
     def test_file_cache_is_shared_by_processes(self, httpserver, tmp_path):
         """Four separate Python processes, one shared cache directory: one request reaches the API."""
         httpserver.expect_request(PATH).respond_with_handler(slow_forecast(0.5))
-        conn = {"conn_type": "electricitymaps", "host": httpserver.url_for("/v3"), "password": TOKEN,
-                "extra": {"zone": "DE", "cache_dir": str(tmp_path / "cache")}}
+        conn = {
+            "conn_type": "electricitymaps",
+            "host": httpserver.url_for("/v3"),
+            "password": TOKEN,
+            "extra": {"zone": "DE", "cache_dir": str(tmp_path / "cache")},
+        }
         env = {**os.environ, "AIRFLOW_CONN_EM_SHARED": json.dumps(conn), "PYTHONPATH": str(REPO_ROOT)}
         code = (
             "from airflow_provider_carbon.hooks.electricitymaps import ElectricityMapsHook\n"
             "print(ElectricityMapsHook('em_shared').get_forecast().values[0])\n"
         )
-        procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(4)
+        ]
         outputs = [p.communicate(timeout=120) for p in procs]
         assert all(p.returncode == 0 for p in procs), outputs
         assert [o[0].strip().splitlines()[-1] for o in outputs] == ["300.0"] * 4
@@ -126,8 +144,13 @@ class TestCache:
     def test_a_file_entry_keeps_its_age(self, httpserver, connection, tmp_path):
         """An entry read from the file cache expires when the file's entry does, not a full TTL after the read;
         and each caller judges freshness by its own TTL."""
-        connection("em_age", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN,
-                   extra={"zone": "DE", "cache_dir": str(tmp_path)})
+        connection(
+            "em_age",
+            "electricitymaps",
+            httpserver.url_for("/v3"),
+            password=TOKEN,
+            extra={"zone": "DE", "cache_dir": str(tmp_path)},
+        )
         httpserver.expect_request(PATH).respond_with_handler(slow_forecast(0))
         from airflow_provider_carbon.hooks.cache import forecast_cache
 
@@ -146,10 +169,19 @@ class TestCache:
         assert len(requests_to(httpserver, PATH)) == 3
 
     def test_file_cache_never_stores_a_failure(self, httpserver, connection, tmp_path):
-        connection("em_files", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN,
-                   extra={"zone": "DE", "cache_dir": str(tmp_path), "max_attempts": 1})
-        responses = iter([Response("oops", status=500), Response(json.dumps(em_forecast("DE", [300] * 25)),
-                                                                 content_type="application/json")])
+        connection(
+            "em_files",
+            "electricitymaps",
+            httpserver.url_for("/v3"),
+            password=TOKEN,
+            extra={"zone": "DE", "cache_dir": str(tmp_path), "max_attempts": 1},
+        )
+        responses = iter(
+            [
+                Response("oops", status=500),
+                Response(json.dumps(em_forecast("DE", [300] * 25)), content_type="application/json"),
+            ]
+        )
         httpserver.expect_request(PATH).respond_with_handler(lambda request: next(responses))
         hook = ElectricityMapsHook("em_files")
         with pytest.raises(ServiceUnavailableError):
@@ -188,16 +220,19 @@ class TestAsync:
     def test_every_method_has_an_async_twin(self, em, httpserver):
         httpserver.expect_request(PATH).respond_with_handler(slow_forecast(0))
         httpserver.expect_request("/v3/carbon-intensity/latest").respond_with_json(
-            {"zone": "DE", "carbonIntensity": 250, "datetime": "2024-03-06T19:00:00.000Z", "isEstimated": False})
+            {"zone": "DE", "carbonIntensity": 250, "datetime": "2024-03-06T19:00:00.000Z", "isEstimated": False}
+        )
         httpserver.expect_request("/v3/carbon-intensity/past-range").respond_with_json(
-            {"zone": "DE", "data": [{"carbonIntensity": 200, "datetime": "2024-03-06T19:00:00.000Z"}]})
+            {"zone": "DE", "data": [{"carbonIntensity": 200, "datetime": "2024-03-06T19:00:00.000Z"}]}
+        )
         httpserver.expect_request("/v3/zones").respond_with_json({"DE": {"zoneName": "Germany", "access": ["*"]}})
 
         async def main():
             hook = ElectricityMapsHook("em_base")
             start = datetime(2024, 3, 6, 19, tzinfo=timezone.utc)
             return await asyncio.gather(
-                hook.aget_forecast(), hook.aget_latest(),
+                hook.aget_forecast(),
+                hook.aget_latest(),
                 hook.aget_history(start=start, end=start + timedelta(hours=1)),
                 hook.atest_connection(),
             )
@@ -227,8 +262,13 @@ def test_token_never_in_logs_errors_reprs_or_urls(httpserver, connection, logs):
 
 
 def test_settings_precedence(httpserver, connection):
-    connection("em_settings", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN,
-               extra={"timeout": 3, "cache_ttl": 60})
+    connection(
+        "em_settings",
+        "electricitymaps",
+        httpserver.url_for("/v3"),
+        password=TOKEN,
+        extra={"timeout": 3, "cache_ttl": 60},
+    )
     hook = ElectricityMapsHook("em_settings", timeout=7)
     assert hook.setting("timeout") == 7  # argument beats extra
     assert hook.setting("cache_ttl") == 60  # extra beats default
@@ -236,8 +276,13 @@ def test_settings_precedence(httpserver, connection):
 
 
 def test_limit_time_caps_timeouts_and_retry_budget(httpserver, connection):
-    connection("em_limit", "electricitymaps", httpserver.url_for("/v3"), password=TOKEN,
-               extra={"timeout": 10, "connect_timeout": 5, "max_retry_wait": 30})
+    connection(
+        "em_limit",
+        "electricitymaps",
+        httpserver.url_for("/v3"),
+        password=TOKEN,
+        extra={"timeout": 10, "connect_timeout": 5, "max_retry_wait": 30},
+    )
     hook = ElectricityMapsHook("em_limit")
     hook.limit_time(2.5)
     assert [hook._number(n) for n in ("timeout", "connect_timeout", "max_retry_wait")] == [2.5, 2.5, 2.5]
@@ -247,8 +292,7 @@ def test_limit_time_caps_timeouts_and_retry_budget(httpserver, connection):
 
 def test_base_url_with_port_field(connection):
     connection("em_port", "electricitymaps", "http://127.0.0.1/v3", password=TOKEN)
-    os.environ["AIRFLOW_CONN_EM_PORT"] = json.dumps(
-        {**json.loads(os.environ["AIRFLOW_CONN_EM_PORT"]), "port": 8081})
+    os.environ["AIRFLOW_CONN_EM_PORT"] = json.dumps({**json.loads(os.environ["AIRFLOW_CONN_EM_PORT"]), "port": 8081})
     assert ElectricityMapsHook("em_port").base_url == "http://127.0.0.1:8081/v3"
 
 
@@ -334,15 +378,21 @@ def test_a_body_cut_off_midway_is_retried_as_unavailable(em, httpserver):
     class Truncating(socketserver.BaseRequestHandler):
         def handle(self):
             self.request.recv(65536)
-            self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                 b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"for\r\n")
+            self.request.sendall(
+                b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"for\r\n'
+            )
             self.request.shutdown(socket.SHUT_RDWR)
 
     with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Truncating) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        os.environ["AIRFLOW_CONN_EM_CUT"] = json.dumps({
-            "conn_type": "electricitymaps", "host": f"http://127.0.0.1:{server.server_address[1]}/v3",
-            "password": TOKEN, "extra": {"zone": "DE", "max_attempts": 2, "retry_backoff": 0.01, "cache_ttl": 0}})
+        os.environ["AIRFLOW_CONN_EM_CUT"] = json.dumps(
+            {
+                "conn_type": "electricitymaps",
+                "host": f"http://127.0.0.1:{server.server_address[1]}/v3",
+                "password": TOKEN,
+                "extra": {"zone": "DE", "max_attempts": 2, "retry_backoff": 0.01, "cache_ttl": 0},
+            }
+        )
         try:
             with pytest.raises(ServiceUnavailableError) as info:
                 ElectricityMapsHook("em_cut").get_forecast()

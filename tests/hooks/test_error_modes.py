@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from werkzeug import Request, Response
 
-from airflow_provider_carbon.core.exceptions import (
+from airflow_provider_carbon.exceptions import (
     AuthenticationError,
     BadPayloadError,
     NotEntitledError,
@@ -67,12 +67,18 @@ class EM:
 class CASDK:
     name = "carbon_aware_sdk"
     path = "/emissions/forecasts/current"
-    upstream = {"type": "https://tools.ietf.org/html/rfc7231#section-6.5.1", "status": 401,
-                "title": "ElectricityMapsClientHttpException", "traceId": "00-abc-01"}
+    upstream = {
+        "type": "https://tools.ietf.org/html/rfc7231#section-6.5.1",
+        "status": 401,
+        "title": "ElectricityMapsClientHttpException",
+        "traceId": "00-abc-01",
+    }
     bad_token = (401, {**upstream, "detail": '{"error":"Invalid auth-token"}'}, AuthenticationError, 1)
     not_entitled = (
-        401, {**upstream, "detail": '{"error":"Request unauthorized for zoneKey=DE,requestType=forecast."}'},
-        NotEntitledError, 1,
+        401,
+        {**upstream, "detail": '{"error":"Request unauthorized for zoneKey=DE,requestType=forecast."}'},
+        NotEntitledError,
+        1,
     )
 
     def hook(self, httpserver, connection):
@@ -81,15 +87,26 @@ class CASDK:
 
     def body(self, values):
         start = this_hour()
-        return [{
-            "requestedAt": start.isoformat(), "generatedAt": start.isoformat(), "location": "germanywestcentral",
-            "dataStartAt": start.isoformat(), "dataEndAt": (start + timedelta(hours=len(values) - 1)).isoformat(),
-            "windowSize": 0, "optimalDataPoints": [],
-            "forecastData": [
-                {"location": "DE", "timestamp": (start + timedelta(hours=i)).isoformat(), "duration": 60, "value": v}
-                for i, v in enumerate(values)
-            ],
-        }]
+        return [
+            {
+                "requestedAt": start.isoformat(),
+                "generatedAt": start.isoformat(),
+                "location": "germanywestcentral",
+                "dataStartAt": start.isoformat(),
+                "dataEndAt": (start + timedelta(hours=len(values) - 1)).isoformat(),
+                "windowSize": 0,
+                "optimalDataPoints": [],
+                "forecastData": [
+                    {
+                        "location": "DE",
+                        "timestamp": (start + timedelta(hours=i)).isoformat(),
+                        "duration": 60,
+                        "value": v,
+                    }
+                    for i, v in enumerate(values)
+                ],
+            }
+        ]
 
     def call(self, hook, **kwargs):
         return hook.get_forecast(**kwargs)
@@ -102,16 +119,19 @@ class WT:
     bad_token = (401, {"error": "Unauthorized"}, AuthenticationError, 2)
     not_entitled = (
         403,
-        {"error": "Invalid query parameters",
-         "message": "Invalid scope. You do not have sufficient access to this resource."},
+        {
+            "error": "Invalid query parameters",
+            "message": "Invalid scope. You do not have sufficient access to this resource.",
+        },
         NotEntitledError,
         1,
     )
 
     def hook(self, httpserver, connection):
         httpserver.expect_request("/login").respond_with_json({"token": "wt-bearer-token-1"})
-        connection("wt", "watttime", httpserver.url_for(""), login="ada", password=TOKEN,
-                   extra={"region": "CAISO_NORTH"})
+        connection(
+            "wt", "watttime", httpserver.url_for(""), login="ada", password=TOKEN, extra={"region": "CAISO_NORTH"}
+        )
         return WattTimeHook("wt")
 
     def body(self, values):
@@ -120,10 +140,18 @@ class WT:
         # 5-minute data: spread the hourly pattern over 12 points per hour
         points = [v for v in values for _ in range(12)]
         return {
-            "data": [{"point_time": (start + timedelta(minutes=5 * i)).isoformat(), "value": v / 0.45359237}
-                     for i, v in enumerate(points)],
-            "meta": {"region": "CAISO_NORTH", "signal_type": "co2_moer", "units": "lbs_co2_per_mwh",
-                     "data_point_period_seconds": 300, "generated_at": start.isoformat(), "warnings": []},
+            "data": [
+                {"point_time": (start + timedelta(minutes=5 * i)).isoformat(), "value": v / 0.45359237}
+                for i, v in enumerate(points)
+            ],
+            "meta": {
+                "region": "CAISO_NORTH",
+                "signal_type": "co2_moer",
+                "units": "lbs_co2_per_mwh",
+                "data_point_period_seconds": 300,
+                "generated_at": start.isoformat(),
+                "warnings": [],
+            },
         }
 
     def call(self, hook, **kwargs):
@@ -202,8 +230,11 @@ def test_valid_answer_gives_a_validated_forecast(api, httpserver, connection):
 
 def test_500_is_retried_then_unavailable(api, httpserver, connection):
     hook = api.hook(httpserver, connection)
-    calls = serve(httpserver, api, [(500, {"error": {"code": "500 Internal Server Error",
-                                                     "message": "Requested resource not found."}}, None)])
+    calls = serve(
+        httpserver,
+        api,
+        [(500, {"error": {"code": "500 Internal Server Error", "message": "Requested resource not found."}}, None)],
+    )
     with pytest.raises(ServiceUnavailableError) as info:
         api.call(hook)
     assert len(calls) == 4 and info.value.attempts == 4 and info.value.status == 500
@@ -274,8 +305,9 @@ def test_not_entitled(api_with_auth, httpserver, connection):
     assert info.value.hint and "not" in info.value.hint
 
 
-@pytest.mark.parametrize("body", ["", "{}", '{"data": []}', "[]"], ids=["no-body", "empty-object", "empty-data",
-                                                                       "empty-list"])
+@pytest.mark.parametrize(
+    "body", ["", "{}", '{"data": []}', "[]"], ids=["no-body", "empty-object", "empty-data", "empty-list"]
+)
 def test_empty_200(api, httpserver, connection, body):
     hook = api.hook(httpserver, connection)
     calls = serve(httpserver, api, [(200, body, None)])

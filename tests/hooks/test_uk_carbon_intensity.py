@@ -8,7 +8,7 @@ import pytest
 import time_machine
 from werkzeug import Response
 
-from airflow_provider_carbon.core.exceptions import BadPayloadError, InvalidRequestError, ServiceUnavailableError
+from airflow_provider_carbon.exceptions import BadPayloadError, InvalidRequestError, ServiceUnavailableError
 from airflow_provider_carbon.hooks.uk_carbon_intensity import UkCarbonIntensityHook
 from tests.hooks.conftest import requests_to
 
@@ -18,16 +18,23 @@ FMT = "%Y-%m-%dT%H:%MZ"
 
 def periods(start, values, *, actual=False):
     return [
-        {"from": (start + timedelta(minutes=30 * i)).strftime(FMT),
-         "to": (start + timedelta(minutes=30 * (i + 1))).strftime(FMT),
-         "intensity": {"forecast": v, "actual": (v - 3 if actual else None), "index": "moderate"}}
+        {
+            "from": (start + timedelta(minutes=30 * i)).strftime(FMT),
+            "to": (start + timedelta(minutes=30 * (i + 1))).strftime(FMT),
+            "intensity": {"forecast": v, "actual": (v - 3 if actual else None), "index": "moderate"},
+        }
         for i, v in enumerate(values)
     ]
 
 
 def region(regionid, data, **extra):
-    return {"regionid": regionid, "dnoregion": "Electricity North West", "shortname": "North West England",
-            "data": data, **extra}
+    return {
+        "regionid": regionid,
+        "dnoregion": "Electricity North West",
+        "shortname": "North West England",
+        "data": data,
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -45,7 +52,8 @@ def clock():
 def test_national_forecast_starts_at_hh01(hook, httpserver, clock):
     start = datetime(2025, 1, 20, 12, tzinfo=timezone.utc)
     httpserver.expect_request("/intensity/2025-01-20T12:01Z/fw24h").respond_with_json(
-        {"data": periods(start, [266 - i for i in range(48)])})
+        {"data": periods(start, [266 - i for i in range(48)])}
+    )
     fc = hook.get_forecast()
     assert fc.zone == "national" and fc.source == "uk_carbon_intensity"
     assert fc.start == start and fc.end == start + timedelta(hours=24)  # the last period's explicit `to`
@@ -56,7 +64,8 @@ def test_second_half_hour_starts_at_hh31(hook, httpserver):
     with time_machine.travel(datetime(2025, 1, 20, 12, 45, tzinfo=timezone.utc), tick=True):
         start = datetime(2025, 1, 20, 12, 30, tzinfo=timezone.utc)
         httpserver.expect_request("/intensity/2025-01-20T12:31Z/fw48h").respond_with_json(
-            {"data": periods(start, [200] * 96)})
+            {"data": periods(start, [200] * 96)}
+        )
         assert len(hook.get_forecast(horizon=timedelta(hours=48))) == 96
 
 
@@ -73,7 +82,8 @@ def test_regional_by_id_in_both_shapes(hook, httpserver, clock, shape):
 def test_regional_by_postcode_outward_code(hook, httpserver, clock):
     start = datetime(2025, 1, 20, 12, tzinfo=timezone.utc)
     httpserver.expect_request("/regional/intensity/2025-01-20T12:01Z/fw24h/postcode/RG41").respond_with_json(
-        {"data": region(12, periods(start, [99] * 48), postcode="RG41")})
+        {"data": region(12, periods(start, [99] * 48), postcode="RG41")}
+    )
     assert hook.get_forecast("rg41 1aa").zone == "RG41"
 
 
@@ -81,7 +91,8 @@ def test_forecast_ending_early(hook, httpserver, clock):
     """The API sometimes ends its forecast at 23:30 of the current day: too short for 24 h, fine for 6 h."""
     start = datetime(2025, 1, 20, 12, tzinfo=timezone.utc)
     httpserver.expect_request("/intensity/2025-01-20T12:01Z/fw24h").respond_with_json(
-        {"data": periods(start, [180] * 24)})
+        {"data": periods(start, [180] * 24)}
+    )
     with pytest.raises(BadPayloadError, match="covers 11.7 h from now") as info:
         hook.get_forecast()
     assert info.value.reason == "short_forecast"
@@ -106,7 +117,8 @@ def test_duplicate_period_is_dropped(hook, httpserver, clock):
 
 def test_latest_national_uses_the_actual(hook, httpserver):
     httpserver.expect_request("/intensity").respond_with_json(
-        {"data": periods(datetime(2018, 1, 20, 12, tzinfo=timezone.utc), [266], actual=True)})
+        {"data": periods(datetime(2018, 1, 20, 12, tzinfo=timezone.utc), [266], actual=True)}
+    )
     latest = hook.get_latest()
     assert latest.values.tolist() == [263] and latest.estimated.tolist() == [False]
     assert latest.end - latest.start == timedelta(minutes=30)
@@ -114,7 +126,8 @@ def test_latest_national_uses_the_actual(hook, httpserver):
 
 def test_latest_regional(hook, httpserver):
     httpserver.expect_request("/regional/regionid/13").respond_with_json(
-        {"data": [region(13, periods(datetime(2018, 1, 20, 12, tzinfo=timezone.utc), [120]))]})
+        {"data": [region(13, periods(datetime(2018, 1, 20, 12, tzinfo=timezone.utc), [120]))]}
+    )
     latest = hook.get_latest("13")
     assert latest.values.tolist() == [120] and latest.estimated.tolist() == [True]  # regional: forecast only
 
@@ -140,8 +153,8 @@ def test_history_in_14_day_chunks_with_actuals(hook, httpserver):
 
 def test_bad_postcode(hook, httpserver, clock):
     httpserver.expect_request("/regional/intensity/2025-01-20T12:01Z/fw24h/postcode/ZZ9").respond_with_json(
-        {"error": {"code": "400 Bad Request", "message": "Please enter a valid postcode i.e. RG10 or SW1"}},
-        status=400)
+        {"error": {"code": "400 Bad Request", "message": "Please enter a valid postcode i.e. RG10 or SW1"}}, status=400
+    )
     with pytest.raises(InvalidRequestError, match="Please enter a valid postcode") as info:
         hook.get_forecast("ZZ9")
     assert "outward code" in info.value.hint and info.value.attempts == 1
@@ -149,7 +162,8 @@ def test_bad_postcode(hook, httpserver, clock):
 
 def test_outage_500_is_retried(hook, httpserver, clock):
     httpserver.expect_request("/intensity/2025-01-20T12:01Z/fw24h").respond_with_json(
-        {"error": {"code": "500 Internal Server Error", "message": "Requested resource not found."}}, status=500)
+        {"error": {"code": "500 Internal Server Error", "message": "Requested resource not found."}}, status=500
+    )
     with pytest.raises(ServiceUnavailableError, match="Requested resource not found") as info:
         hook.get_forecast()
     assert info.value.attempts == 4 == len(requests_to(httpserver, "/intensity/2025-01-20T12:01Z/fw24h"))
@@ -163,5 +177,6 @@ def test_invalid_zones(hook, zone):
 
 def test_test_connection(hook, httpserver):
     httpserver.expect_request("/intensity").respond_with_json(
-        {"data": periods(datetime(2018, 1, 20, 12, tzinfo=timezone.utc), [266], actual=True)})
+        {"data": periods(datetime(2018, 1, 20, 12, tzinfo=timezone.utc), [266], actual=True)}
+    )
     assert hook.test_connection() == (True, "UK Carbon Intensity: national is at 263 gCO2eq/kWh")

@@ -8,8 +8,8 @@ import pytest
 import time_machine
 from werkzeug import Response
 
-from airflow_provider_carbon.core.exceptions import AuthenticationError, BadPayloadError, NotEntitledError
 from airflow_provider_carbon.core.forecast import Signal
+from airflow_provider_carbon.exceptions import AuthenticationError, BadPayloadError, NotEntitledError
 from airflow_provider_carbon.hooks.watttime import LBS_PER_MWH_TO_G_PER_KWH, WattTimeHook
 from tests.hooks.conftest import requests_to
 
@@ -18,12 +18,19 @@ PASSWORD = "wt-password-8c1d"
 
 def forecast_body(start, values, region="CAISO_NORTH", units="lbs_co2_per_mwh"):
     return {
-        "data": [{"point_time": (start + timedelta(minutes=5 * i)).isoformat(), "value": v}
-                 for i, v in enumerate(values)],
-        "meta": {"region": region, "signal_type": "co2_moer", "units": units, "data_point_period_seconds": 300,
-                 "generated_at": start.isoformat(), "generated_at_period_seconds": 300,
-                 "model": {"date": "2023-03-01", "type": "binned_regression"},
-                 "warnings": [{"type": "EXAMPLE_WARNING", "message": "a warning from WattTime"}]},
+        "data": [
+            {"point_time": (start + timedelta(minutes=5 * i)).isoformat(), "value": v} for i, v in enumerate(values)
+        ],
+        "meta": {
+            "region": region,
+            "signal_type": "co2_moer",
+            "units": units,
+            "data_point_period_seconds": 300,
+            "generated_at": start.isoformat(),
+            "generated_at_period_seconds": 300,
+            "model": {"date": "2023-03-01", "type": "binned_regression"},
+            "warnings": [{"type": "EXAMPLE_WARNING", "message": "a warning from WattTime"}],
+        },
     }
 
 
@@ -36,16 +43,19 @@ def now5():
 def hook(httpserver, connection):
     tokens = iter(f"bearer-{i}" for i in range(100))
     httpserver.expect_request("/login").respond_with_handler(
-        lambda request: Response(json.dumps({"token": next(tokens)}), content_type="application/json"))
-    connection("wt_test", "watttime", httpserver.url_for(""), login="ada", password=PASSWORD,
-               extra={"region": "CAISO_NORTH"})
+        lambda request: Response(json.dumps({"token": next(tokens)}), content_type="application/json")
+    )
+    connection(
+        "wt_test", "watttime", httpserver.url_for(""), login="ada", password=PASSWORD, extra={"region": "CAISO_NORTH"}
+    )
     return WattTimeHook("wt_test")
 
 
 def test_login_with_basic_auth_then_bearer(hook, httpserver):
     start = now5()
     httpserver.expect_request(
-        "/v3/forecast", query_string={"region": "CAISO_NORTH", "signal_type": "co2_moer", "horizon_hours": "24"},
+        "/v3/forecast",
+        query_string={"region": "CAISO_NORTH", "signal_type": "co2_moer", "horizon_hours": "24"},
         headers={"Authorization": "Bearer bearer-0"},
     ).respond_with_json(forecast_body(start, [1000.0] * 288))
     fc = hook.get_forecast()
@@ -58,7 +68,8 @@ def test_login_with_basic_auth_then_bearer(hook, httpserver):
 
 def test_token_is_reused_until_it_expires(hook, httpserver):
     httpserver.expect_request("/v3/forecast").respond_with_handler(
-        lambda request: Response(json.dumps(forecast_body(now5(), [900.0] * 300)), content_type="application/json"))
+        lambda request: Response(json.dumps(forecast_body(now5(), [900.0] * 300)), content_type="application/json")
+    )
     with time_machine.travel(datetime.now(timezone.utc), tick=True) as clock:
         hook.get_forecast(use_cache=False)
         clock.shift(timedelta(minutes=20))
@@ -84,8 +95,9 @@ def test_a_refused_token_is_renewed_once(hook, httpserver):
 
 def test_login_refused(httpserver, connection):
     httpserver.expect_request("/login").respond_with_data("<html>403 Forbidden</html>", status=403)
-    connection("wt_bad", "watttime", httpserver.url_for(""), login="ada", password=PASSWORD,
-               extra={"region": "CAISO_NORTH"})
+    connection(
+        "wt_bad", "watttime", httpserver.url_for(""), login="ada", password=PASSWORD, extra={"region": "CAISO_NORTH"}
+    )
     with pytest.raises(AuthenticationError, match="refused the username/password") as info:
         WattTimeHook("wt_bad").get_forecast()
     assert info.value.attempts == 1 and PASSWORD not in str(info.value)
@@ -97,8 +109,14 @@ def test_a_refused_login_is_not_retried(httpserver, connection, prefix):
     """A wrong password answers 401 at /login: one login request (WattTime limits logins), not a 'renewal' retry;
     also when the host carries a path (a gateway in front of WattTime)."""
     httpserver.expect_request(f"{prefix}/login").respond_with_json({"error": "unauthorized"}, status=401)
-    connection("wt_wrong", "watttime", httpserver.url_for(prefix), login="ada", password=PASSWORD,
-               extra={"region": "CAISO_NORTH"})
+    connection(
+        "wt_wrong",
+        "watttime",
+        httpserver.url_for(prefix),
+        login="ada",
+        password=PASSWORD,
+        extra={"region": "CAISO_NORTH"},
+    )
     with pytest.raises(AuthenticationError, match="refused the username/password"):
         WattTimeHook("wt_wrong").get_forecast()
     assert len(requests_to(httpserver, f"{prefix}/login")) == 1
@@ -112,8 +130,12 @@ def test_missing_credentials(httpserver, connection):
 
 def test_scope_error_hint(hook, httpserver):
     httpserver.expect_request("/v3/forecast").respond_with_json(
-        {"error": "Invalid query parameters",
-         "message": "Invalid scope. You do not have sufficient access to this resource."}, status=403)
+        {
+            "error": "Invalid query parameters",
+            "message": "Invalid scope. You do not have sufficient access to this resource.",
+        },
+        status=403,
+    )
     with pytest.raises(NotEntitledError, match="new accounts may read only CAISO_NORTH"):
         hook.get_forecast("PJM_NJ")
 
@@ -121,11 +143,12 @@ def test_scope_error_hint(hook, httpserver):
 def test_region_from_coordinates(hook, httpserver):
     httpserver.expect_request(
         "/v3/region-from-loc", query_string={"latitude": "42.37", "longitude": "-72.52", "signal_type": "co2_moer"}
-    ).respond_with_json({"region": "ISONE_WCMA", "region_full_name": "ISONE Western/Central Massachusetts",
-                         "signal_type": "co2_moer"})
-    httpserver.expect_request("/v3/forecast", query_string={"region": "ISONE_WCMA", "signal_type": "co2_moer",
-                                                            "horizon_hours": "0"}) \
-        .respond_with_json(forecast_body(now5(), [800.0], region="ISONE_WCMA"))
+    ).respond_with_json(
+        {"region": "ISONE_WCMA", "region_full_name": "ISONE Western/Central Massachusetts", "signal_type": "co2_moer"}
+    )
+    httpserver.expect_request(
+        "/v3/forecast", query_string={"region": "ISONE_WCMA", "signal_type": "co2_moer", "horizon_hours": "0"}
+    ).respond_with_json(forecast_body(now5(), [800.0], region="ISONE_WCMA"))
     latest = hook.get_latest(lat=42.37, lon=-72.52)
     assert latest.zone == "ISONE_WCMA" and len(latest) == 1
     assert latest.end - latest.start == timedelta(minutes=5)
@@ -155,20 +178,28 @@ def test_history_in_30_day_chunks(hook, httpserver):
 def test_average_signal_type(httpserver, connection):
     tokens = iter(["t1"])
     httpserver.expect_request("/login").respond_with_handler(
-        lambda r: Response(json.dumps({"token": next(tokens)}), content_type="application/json"))
-    connection("wt_aoer", "watttime", httpserver.url_for(""), login="ada", password=PASSWORD,
-               extra={"region": "CAISO_NORTH", "signal_type": "co2_aoer"})
+        lambda r: Response(json.dumps({"token": next(tokens)}), content_type="application/json")
+    )
+    connection(
+        "wt_aoer",
+        "watttime",
+        httpserver.url_for(""),
+        login="ada",
+        password=PASSWORD,
+        extra={"region": "CAISO_NORTH", "signal_type": "co2_aoer"},
+    )
     httpserver.expect_request("/v3/historical").respond_with_json(
-        forecast_body(datetime(2024, 1, 1, tzinfo=timezone.utc), [500.0] * 12))
-    fc = WattTimeHook("wt_aoer").get_history(start=datetime(2024, 1, 1, tzinfo=timezone.utc),
-                                             end=datetime(2024, 1, 1, 1, tzinfo=timezone.utc))
+        forecast_body(datetime(2024, 1, 1, tzinfo=timezone.utc), [500.0] * 12)
+    )
+    fc = WattTimeHook("wt_aoer").get_history(
+        start=datetime(2024, 1, 1, tzinfo=timezone.utc), end=datetime(2024, 1, 1, 1, tzinfo=timezone.utc)
+    )
     assert fc.signal is Signal.AVERAGE
     assert requests_to(httpserver, "/v3/historical")[0].args["signal_type"] == "co2_aoer"
 
 
 def test_percentile_is_not_an_emissions_rate(hook, httpserver):
-    httpserver.expect_request("/v3/forecast").respond_with_json(
-        forecast_body(now5(), [50.0] * 300, units="percentile"))
+    httpserver.expect_request("/v3/forecast").respond_with_json(forecast_body(now5(), [50.0] * 300, units="percentile"))
     with pytest.raises(BadPayloadError, match="lbs_co2_per_mwh"):
         hook.get_forecast()
 
@@ -182,7 +213,14 @@ def test_token_and_password_never_logged(hook, httpserver, logs):
 
 
 def test_test_connection(hook, httpserver):
-    httpserver.expect_request("/v3/my-access").respond_with_json({"signal_types": [
-        {"signal_type": "co2_moer", "regions": [{"region": "CAISO_NORTH", "endpoints": []},
-                                                {"region": "PJM_NJ", "endpoints": []}]}]})
+    httpserver.expect_request("/v3/my-access").respond_with_json(
+        {
+            "signal_types": [
+                {
+                    "signal_type": "co2_moer",
+                    "regions": [{"region": "CAISO_NORTH", "endpoints": []}, {"region": "PJM_NJ", "endpoints": []}],
+                }
+            ]
+        }
+    )
     assert hook.test_connection() == (True, "WattTime: logged in; the account may read 2 regions")

@@ -73,8 +73,14 @@ def test_region_zones_override_and_latency_weight(em):
     # a name of the user's own, mapped to a zone; and latency that outweighs carbon
     region, xcom = run(pick(regions=["my-dc", "SE-SE3"], region_zones={"my-dc": "PL"}))
     assert region == "SE-SE3" and xcom["carbon_regions"][1]["zone"] == "PL"
-    region, xcom = run(pick(regions=["my-dc", "SE-SE3"], region_zones={"my-dc": "PL"},
-                            latency_ms={"my-dc": 5, "SE-SE3": 80}, weights={"carbon": 1, "latency": 2}))
+    region, xcom = run(
+        pick(
+            regions=["my-dc", "SE-SE3"],
+            region_zones={"my-dc": "PL"},
+            latency_ms={"my-dc": 5, "SE-SE3": 80},
+            weights={"carbon": 1, "latency": 2},
+        )
+    )
     assert region == "my-dc" and xcom["carbon_regions"][0]["latency_ms"] == 5
 
 
@@ -102,14 +108,14 @@ def test_two_regions_failing_use_the_static_table(em):
 
 
 def test_every_region_failing_static_ranking(em):
-    em.broken = {zone: "503" for zone in ZONES}
+    em.broken = dict.fromkeys(ZONES, "503")
     region, xcom = run(pick())
     assert region == "SE-SE3"
     assert xcom["carbon_region"]["reason"] == "every region failed: the static annual averages decide"
 
 
 def test_every_region_failing_configured_default(em):
-    em.broken = {zone: "not_entitled" for zone in ZONES}
+    em.broken = dict.fromkeys(ZONES, "not_entitled")
     region, xcom = run(pick(if_all_fail="DE"))
     assert region == "DE"
     assert xcom["carbon_region"]["reason"] == "every region failed: the configured default 'DE'"
@@ -148,7 +154,8 @@ def test_branch_operator_returns_the_region_and_follows_its_tasks(em):
 
     skipped = {}
     task = GreenestRegionBranchOperator(
-        task_id="branch", carbon_conn_id="em", branches={"SE-SE3": "train_se", "FR": "train_fr", "DE": "train_de"})
+        task_id="branch", carbon_conn_id="em", branches={"SE-SE3": "train_se", "FR": "train_fr", "DE": "train_de"}
+    )
     # the one part of Airflow replaced here: the call that writes the skip decision to the metadata database
     task.skip_all_except = lambda ti, branch_task_ids: skipped.setdefault("followed", branch_task_ids)
     task._expand_task_group_roots = lambda ti, branches: [branches] if isinstance(branches, str) else branches
@@ -159,8 +166,9 @@ def test_branch_operator_returns_the_region_and_follows_its_tasks(em):
 
 
 def test_branch_operator_checks_its_branches_before_any_request(em):
-    task = GreenestRegionBranchOperator(task_id="branch", carbon_conn_id="em", regions=["SE-SE3", "DE"],
-                                        branches={"SE-SE3": "train_se"})
+    task = GreenestRegionBranchOperator(
+        task_id="branch", carbon_conn_id="em", regions=["SE-SE3", "DE"], branches={"SE-SE3": "train_se"}
+    )
     with Clock(T0), pytest.raises(KeyError, match=r"no branch for region\(s\) \['DE'\]"):
         task.choose_branch(context(T0))
     assert em.requests == []
@@ -168,9 +176,12 @@ def test_branch_operator_checks_its_branches_before_any_request(em):
 
 def test_branch_operator_returns_the_regions_task(em):
     task = GreenestRegionBranchOperator(
-        task_id="branch", carbon_conn_id="em",
+        task_id="branch",
+        carbon_conn_id="em",
         branches={"SE-SE3": "train_se", "FR": ["train_fr", "notify_fr"], "DE": "train_de"},
-        mode="window", expected_duration=2 * H, max_delay=10 * H,
+        mode="window",
+        expected_duration=2 * H,
+        max_delay=10 * H,
     )
     ctx = context(T0)
     with Clock(T0):
@@ -193,16 +204,27 @@ def casdk(httpserver, monkeypatch):
     def forecast(request: Request) -> Response:
         (name,) = request.args.getlist("location")
         values = [AZURE[name]] * 3 + ([5.0] * 2 if name == "westeurope" else [AZURE[name]] * 2) + [AZURE[name]] * 7
-        data = [{"location": name, "timestamp": (T0 + i * H).isoformat(), "duration": 60, "value": v}
-                for i, v in enumerate(values)]
-        body = [{"generatedAt": T0.isoformat(), "location": name, "windowSize": 0, "optimalDataPoints": [],
-                 "forecastData": data}]
+        data = [
+            {"location": name, "timestamp": (T0 + i * H).isoformat(), "duration": 60, "value": v}
+            for i, v in enumerate(values)
+        ]
+        body = [
+            {
+                "generatedAt": T0.isoformat(),
+                "location": name,
+                "windowSize": 0,
+                "optimalDataPoints": [],
+                "forecastData": data,
+            }
+        ]
         return Response(json.dumps(body), content_type="application/json")
 
     httpserver.expect_request("/emissions/bylocations").respond_with_handler(latest)
     httpserver.expect_request("/emissions/forecasts/current").respond_with_handler(forecast)
-    monkeypatch.setenv("AIRFLOW_CONN_CASDK", json.dumps(
-        {"conn_type": "carbon_aware_sdk", "host": httpserver.url_for(""), "extra": {"retry_backoff": 0.01}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CASDK",
+        json.dumps({"conn_type": "carbon_aware_sdk", "host": httpserver.url_for(""), "extra": {"retry_backoff": 0.01}}),
+    )
     return httpserver
 
 
@@ -216,7 +238,14 @@ def test_carbon_aware_sdk_now_with_azure_names(casdk):
 
 
 def test_carbon_aware_sdk_window(casdk):
-    region, xcom = run(pick(carbon_conn_id="casdk", regions=[f"azure:{n}" for n in AZURE], mode="window",
-                            expected_duration=2 * H, max_delay=8 * H))
+    region, xcom = run(
+        pick(
+            carbon_conn_id="casdk",
+            regions=[f"azure:{n}" for n in AZURE],
+            mode="window",
+            expected_duration=2 * H,
+            max_delay=8 * H,
+        )
+    )
     assert region == "azure:westeurope"
     assert xcom["carbon_region"]["window_start"] == (T0 + 3 * H).isoformat()

@@ -17,8 +17,7 @@ pytestmark = pytest.mark.slow
 
 def test_only_the_greenest_regions_task_runs(tmp_path, httpserver):
     start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
-    zones = EmZones(start, {"SE-SE3": [300] * 30, "FR": [40] * 30, "DE": [380] * 30, "PL": [660] * 30,
-                            "ES": [25] * 30})
+    zones = EmZones(start, {"SE-SE3": [300] * 30, "FR": [40] * 30, "DE": [380] * 30, "PL": [660] * 30, "ES": [25] * 30})
     zones.broken = {"ES": "500", "SE-SE3": "not_entitled"}  # Spain would have won; its data fails
     (tmp_path / "home").mkdir()
     stack = AirflowStack(tmp_path / "home", extra_env={"AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "tests" / "dags")})

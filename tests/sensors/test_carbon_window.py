@@ -11,9 +11,9 @@ from airflow.sdk.exceptions import TaskDeferred
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_carbon.core.exceptions import ServiceUnavailableError
 from airflow_provider_carbon.core.forecast import Forecast
 from airflow_provider_carbon.core.windows import find_best_window
+from airflow_provider_carbon.exceptions import ServiceUnavailableError
 from airflow_provider_carbon.hooks.cache import forecast_cache
 from airflow_provider_carbon.operators.links import ElectricityMapsZoneLink
 from airflow_provider_carbon.operators.plan import CarbonPlanOperator
@@ -35,8 +35,15 @@ def grid(httpserver, monkeypatch):
 
 
 def sensor(**kwargs):
-    args = {"task_id": "wait", "carbon_conn_id": "grid", "zone": "DE", "expected_duration": 2 * H,
-            "max_delay": 10 * H, "fallback_timezone": "Europe/Berlin", "deferrable": True}
+    args = {
+        "task_id": "wait",
+        "carbon_conn_id": "grid",
+        "zone": "DE",
+        "expected_duration": 2 * H,
+        "max_delay": 10 * H,
+        "fallback_timezone": "Europe/Berlin",
+        "deferrable": True,
+    }
     args.update(kwargs)
     return CarbonWindowSensor(**args)
 
@@ -63,7 +70,8 @@ def test_defers_to_exactly_the_optimum_and_records_the_decision(grid, monkeypatc
         assert record["zone"] == "DE" and record["source"] == "electricitymaps"
         assert record["signal"] == "average" and record["unit"] == "gCO2eq/kWh"
         assert record["expected_intensity"] == 155 and record["intensity_if_now"] == pytest.approx(
-            expected.baseline_intensity)
+            expected.baseline_intensity
+        )
         assert record["expected_saving_pct"] == pytest.approx(expected.saving_pct)
         assert record["forecast_generated_at"] is not None
         assert record["used_fallback"] is False and record["fallback_reason"] is None
@@ -164,10 +172,7 @@ def test_plan_parameters(grid, kwargs, start, reason):
     ctx = context(T0)
     with Clock(T0):
         deferred_or_done = sensor(**kwargs)
-        if start == 0:
-            record = deferred_or_done.execute(ctx)
-        else:
-            record = defer(deferred_or_done, ctx).trigger.decision
+        record = deferred_or_done.execute(ctx) if start == 0 else defer(deferred_or_done, ctx).trigger.decision
     assert record["planned_start"] == (T0 + start * H).isoformat() and record["reason"] == reason
 
 
@@ -237,12 +242,21 @@ def test_token_revoked_mid_wait_still_releases_as_planned(grid, monkeypatch):
 @pytest.mark.parametrize(
     ("run_start", "expected", "night"),
     [
-        (datetime(2025, 3, 29, 23, tzinfo=timezone.utc), datetime(2025, 3, 30, 1, tzinfo=timezone.utc),
-         "spring forward: 02:00 is skipped, 03:00 CEST"),
-        (datetime(2025, 10, 25, 22, tzinfo=timezone.utc), datetime(2025, 10, 26, 0, tzinfo=timezone.utc),
-         "fall back: the first 02:00 (CEST)"),
-        (datetime(2025, 6, 1, 22, tzinfo=timezone.utc), datetime(2025, 6, 2, 0, tzinfo=timezone.utc),
-         "an ordinary night: 02:00 CEST"),
+        (
+            datetime(2025, 3, 29, 23, tzinfo=timezone.utc),
+            datetime(2025, 3, 30, 1, tzinfo=timezone.utc),
+            "spring forward: 02:00 is skipped, 03:00 CEST",
+        ),
+        (
+            datetime(2025, 10, 25, 22, tzinfo=timezone.utc),
+            datetime(2025, 10, 26, 0, tzinfo=timezone.utc),
+            "fall back: the first 02:00 (CEST)",
+        ),
+        (
+            datetime(2025, 6, 1, 22, tzinfo=timezone.utc),
+            datetime(2025, 6, 2, 0, tzinfo=timezone.utc),
+            "an ordinary night: 02:00 CEST",
+        ),
     ],
 )
 def test_api_down_falls_back_to_0200_berlin(httpserver, monkeypatch, run_start, expected, night):
@@ -301,9 +315,14 @@ def test_missing_connection_falls_back_or_fails():
 def test_wait_from_a_plan_task(grid, monkeypatch):
     ctx = context(T0)
     with Clock(T0) as clock:
-        planned = CarbonPlanOperator(task_id="plan_window", carbon_conn_id="grid", zone="DE",
-                                     expected_duration="PT2H", max_delay=10 * 3600,
-                                     fallback_timezone="Europe/Berlin").execute(ctx)
+        planned = CarbonPlanOperator(
+            task_id="plan_window",
+            carbon_conn_id="grid",
+            zone="DE",
+            expected_duration="PT2H",
+            max_delay=10 * 3600,
+            fallback_timezone="Europe/Berlin",
+        ).execute(ctx)
         assert planned["planned_start"] == (T0 + 4 * H).isoformat()
         requests_before = len(grid.requests)
         # what Jinja renders for "{{ ti.xcom_pull(task_ids='plan_window') }}": the dict's Python repr
@@ -316,8 +335,9 @@ def test_wait_from_a_plan_task(grid, monkeypatch):
 def test_plan_after_this_sensors_deadline_is_clamped(grid):
     ctx = context(T0)
     with Clock(T0):
-        planned = CarbonPlanOperator(task_id="p", carbon_conn_id="grid", expected_duration=2 * H,
-                                     max_delay=10 * H).execute(ctx)
+        planned = CarbonPlanOperator(
+            task_id="p", carbon_conn_id="grid", expected_duration=2 * H, max_delay=10 * H
+        ).execute(ctx)
         deferred = defer(sensor(plan=planned, max_delay=H), context(T0))
     record = deferred.trigger.decision
     assert record["planned_start"] == (T0 + H).isoformat()
@@ -476,8 +496,9 @@ def test_timeout_covers_a_long_deadline_unless_the_user_set_one(grid, capsys):
         assert deferred.timeout >= timedelta(days=9) + DEFERRAL_GRACE > timedelta(days=9)
         assert task.timeout >= (timedelta(days=9) + DEFERRAL_GRACE).total_seconds()
         assert "ends the wait before the deadline" not in capsys.readouterr().out  # task logs go to stdout
-        deferred = defer(sensor(max_delay=timedelta(days=9), timeout=3600, execution_timeout=timedelta(hours=2)),
-                         context(T0))
+        deferred = defer(
+            sensor(max_delay=timedelta(days=9), timeout=3600, execution_timeout=timedelta(hours=2)), context(T0)
+        )
         assert deferred.timeout == timedelta(hours=1)  # the user's own choice stands, with a warning
     logged = capsys.readouterr().out
     assert "timeout=3600" in logged and "ends the wait before the deadline" in logged
@@ -534,8 +555,9 @@ def run_scenario(httpserver, monkeypatch, scenario):
     return now, now + max_delay, released, grid
 
 
-SLOW_EXAMPLES = settings(max_examples=60, deadline=None,
-                         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SLOW_EXAMPLES = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 
 @SLOW_EXAMPLES

@@ -45,8 +45,12 @@ def test_sensor_defers_through_the_inline_triggerer_to_the_optimum(stack, httpse
     assert "running trigger in line" in log  # it really deferred
     decided = datetime.fromisoformat(decision["decided_at"])
     forecast = Forecast.from_points([(start + i * STEP, v) for i, v in enumerate(values)])
-    best = find_best_window(forecast, timedelta(seconds=6), earliest=max(decided, forecast.start),
-                            latest_start=datetime.fromisoformat(decision["latest_start"]))
+    best = find_best_window(
+        forecast,
+        timedelta(seconds=6),
+        earliest=max(decided, forecast.start),
+        latest_start=datetime.fromisoformat(decision["latest_start"]),
+    )
     assert decision["planned_start"] == best.start.isoformat()
     assert decision["used_fallback"] is False and decision["zone"] == "DE"
     released = datetime.fromisoformat(decision["released_at"])
@@ -59,8 +63,9 @@ def test_server_down_applies_the_fallback_time(stack, httpserver, tmp_path):
     grid = EmGrid(start, [300] * 40, step=STEP)
     grid.failures.extend(["503"] * 1000)
     fallback_at = start + timedelta(seconds=45)  # margin for a slow `dags test` start-up
-    decision, _ = dags_test(stack, grid, httpserver, tmp_path, fallback=fallback_at.strftime("%H:%M:%S"),
-                            max_delay_s=90)
+    decision, _ = dags_test(
+        stack, grid, httpserver, tmp_path, fallback=fallback_at.strftime("%H:%M:%S"), max_delay_s=90
+    )
     assert decision["used_fallback"] is True and "ServiceUnavailableError" in decision["fallback_reason"]
     assert decision["planned_start"] == fallback_at.isoformat()
     released = datetime.fromisoformat(decision["released_at"])
@@ -72,13 +77,15 @@ def test_reschedule_mode_releases_near_the_optimum(stack, httpserver, tmp_path):
     start = datetime.now(timezone.utc).replace(microsecond=0)
     values = [500, 480, 450, 420, 380, 300, 150, 140, 160, 400, 450, 500, 520, 540, 560] + [580] * 20
     grid = EmGrid(start, values, step=STEP)
-    decision, log = dags_test(stack, grid, httpserver, tmp_path, dag_id="carbon_window_reschedule_test",
-                              duration_s=6, max_delay_s=40)
+    decision, log = dags_test(
+        stack, grid, httpserver, tmp_path, dag_id="carbon_window_reschedule_test", duration_s=6, max_delay_s=40
+    )
     assert "running trigger in line" not in log  # no deferral
     forecast = Forecast.from_points([(start + i * STEP, v) for i, v in enumerate(values)])
     released = datetime.fromisoformat(decision["released_at"])
-    best = find_best_window(forecast, timedelta(seconds=6), earliest=start,
-                            latest_start=datetime.fromisoformat(decision["latest_start"]))
+    best = find_best_window(
+        forecast, timedelta(seconds=6), earliest=start, latest_start=datetime.fromisoformat(decision["latest_start"])
+    )
     assert decision["release_reason"] == "planned start" and decision["used_fallback"] is False
     # released at the poke nearest the optimum (poke_interval 2 s), plus the reschedule round trip
     assert best.start - timedelta(seconds=1) <= released <= best.start + timedelta(seconds=4)

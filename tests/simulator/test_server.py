@@ -11,7 +11,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow_provider_carbon.core.exceptions import (
+from airflow_provider_carbon.core.windows import find_best_window
+from airflow_provider_carbon.exceptions import (
     AuthenticationError,
     BadPayloadError,
     InvalidRequestError,
@@ -19,7 +20,6 @@ from airflow_provider_carbon.core.exceptions import (
     RateLimitedError,
     ServiceUnavailableError,
 )
-from airflow_provider_carbon.core.windows import find_best_window
 from airflow_provider_carbon.hooks.carbon_aware_sdk import CarbonAwareSdkHook
 from airflow_provider_carbon.hooks.electricitymaps import ElectricityMapsHook
 from airflow_provider_carbon.simulator.grid import CsvGrid, SyntheticGrid
@@ -36,10 +36,13 @@ def simulator(monkeypatch):
     server = serve(sim)
     url = f"http://127.0.0.1:{server.server_address[1]}"
     fast = {"retry_backoff": 0.01, "max_retry_wait": 1, "timeout": 2, "max_attempts": 2, "cache_ttl": 0}
-    monkeypatch.setenv("AIRFLOW_CONN_SIM_EM", json.dumps(
-        {"conn_type": "electricitymaps", "host": url + "/v3", "password": "sim-token", "extra": fast}))
-    monkeypatch.setenv("AIRFLOW_CONN_SIM_SDK", json.dumps(
-        {"conn_type": "carbon_aware_sdk", "host": url, "extra": fast}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SIM_EM",
+        json.dumps({"conn_type": "electricitymaps", "host": url + "/v3", "password": "sim-token", "extra": fast}),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SIM_SDK", json.dumps({"conn_type": "carbon_aware_sdk", "host": url, "extra": fast})
+    )
     sim.url = url
     yield sim
     server.shutdown()
@@ -48,7 +51,7 @@ def simulator(monkeypatch):
 def test_electricity_maps_forecast_is_time_compressed(simulator):
     fc = ElectricityMapsHook("sim_em").get_forecast("DE", min_horizon=timedelta(seconds=60))
     assert len(fc) == 25 and fc.source == "electricitymaps" and fc.zone == "DE"
-    steps = {b - a for a, b in zip(fc.timestamps, fc.timestamps[1:])}
+    steps = {b - a for a, b in zip(fc.timestamps, fc.timestamps[1:], strict=False)}
     assert steps == {timedelta(seconds=5)}  # one simulated hour per 5 real seconds
     # each point carries the model's forecast for the simulated hour it stands for
     grid = simulator.grids["DE"]
@@ -92,8 +95,10 @@ def test_carbon_aware_sdk_window_size(monkeypatch):
     clock = SimClock(speed=60, sim_anchor=SIM_MIDNIGHT)  # one simulated hour per real minute
     server = serve(Simulator.synthetic(["ES"], clock=clock))
     try:
-        monkeypatch.setenv("AIRFLOW_CONN_SIM_SDK60", json.dumps(
-            {"conn_type": "carbon_aware_sdk", "host": f"http://127.0.0.1:{server.server_address[1]}"}))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_SIM_SDK60",
+            json.dumps({"conn_type": "carbon_aware_sdk", "host": f"http://127.0.0.1:{server.server_address[1]}"}),
+        )
         (result,) = CarbonAwareSdkHook("sim_sdk60").get_current_forecasts(["ES"], window_size=timedelta(minutes=2))
     finally:
         server.shutdown()
@@ -151,9 +156,16 @@ def test_zeros_apply_only_to_the_chosen_zones_and_to_windowed_answers(monkeypatc
     sim = Simulator.synthetic(["ES", "FR"], clock=clock)
     server = serve(sim)
     try:
-        monkeypatch.setenv("AIRFLOW_CONN_SIM_SDK_Z", json.dumps(
-            {"conn_type": "carbon_aware_sdk", "host": f"http://127.0.0.1:{server.server_address[1]}",
-             "extra": {"cache_ttl": 0}}))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_SIM_SDK_Z",
+            json.dumps(
+                {
+                    "conn_type": "carbon_aware_sdk",
+                    "host": f"http://127.0.0.1:{server.server_address[1]}",
+                    "extra": {"cache_ttl": 0},
+                }
+            ),
+        )
         sim.set_failure("zeros", zones=["ES"])
         hook = CarbonAwareSdkHook("sim_sdk_z")
         assert hook.get_latest("FR").values[0] > 0
@@ -205,8 +217,10 @@ def test_synthetic_grid_is_seeded_and_shaped():
 
 def test_csv_replay(tmp_path):
     path = tmp_path / "de.csv"
-    path.write_text("timestamp,carbon_intensity\n2021-01-01T00:00:00Z,533.4\n2021-01-01T01:00:00Z,540.2\n"
-                    "2021-01-01T02:00:00Z,120.0\n")
+    path.write_text(
+        "timestamp,carbon_intensity\n2021-01-01T00:00:00Z,533.4\n2021-01-01T01:00:00Z,540.2\n"
+        "2021-01-01T02:00:00Z,120.0\n"
+    )
     grid = CsvGrid("DE", path)
     t0 = datetime(2021, 1, 1, tzinfo=timezone.utc)
     assert grid.value(t0 + timedelta(minutes=90)) == 540.2
@@ -216,9 +230,22 @@ def test_csv_replay(tmp_path):
 
 def test_command_line_starts_and_stops(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_carbon.simulator", "--port", "0", "--zones", "DE,FR",
-         "--failure", "not_entitled", "--failure-zones", "DE"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "airflow_provider_carbon.simulator",
+            "--port",
+            "0",
+            "--zones",
+            "DE,FR",
+            "--failure",
+            "not_entitled",
+            "--failure-zones",
+            "DE",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         line = proc.stdout.readline()

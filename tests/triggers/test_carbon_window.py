@@ -12,8 +12,9 @@ from tests.waiting import Clock, run_trigger
 
 T0 = datetime(2025, 6, 1, 22, tzinfo=timezone.utc)
 H = timedelta(hours=1)
-SPEC = PlanSpec(duration=2 * H, latest_start=T0 + 6 * H, fallback=FallbackPolicy.parse("02:00"),
-                timezone="Europe/Berlin", anchor=T0)
+SPEC = PlanSpec(
+    duration=2 * H, latest_start=T0 + 6 * H, fallback=FallbackPolicy.parse("02:00"), timezone="Europe/Berlin", anchor=T0
+)
 
 
 def trigger(**kwargs):

@@ -1,17 +1,60 @@
-"""One small tree of typed errors for the whole provider.
+"""One small tree of typed errors for the whole provider, as Airflow providers keep theirs in ``exceptions``.
 
 Every error a user can meet derives from :class:`CarbonError`, so a DAG author can catch the family in one
-``except``. Each class carries the facts a user needs to act (the bad point, the zone, the window) as attributes,
-and its message says them in words; none of them ever holds a credential.
+``except``. Each class carries the facts a user needs to act (the bad point, the zone, the window, the status) as
+attributes, and its message says them in words; none of them ever holds a credential.
+
+The module imports nothing but the standard library: the pure core raises these errors too.
+
+Every error survives :mod:`pickle` with its type, message and attributes, and compares equal to its copy. Airflow
+moves exceptions between processes (a task's failure reaches the supervisor, a trigger's error the triggerer's
+main loop); with keyword-only constructors the default ``BaseException.__reduce__`` would call ``cls(*args)`` and
+fail there, hiding the real error behind a ``TypeError``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
+
+__all__ = [
+    "AuthenticationError",
+    "BadPayloadError",
+    "CarbonApiError",
+    "CarbonError",
+    "DeadlineTooTightError",
+    "ForecastCoverageError",
+    "InvalidForecastError",
+    "InvalidRequestError",
+    "NotEntitledError",
+    "RateLimitedError",
+    "ServiceUnavailableError",
+    "WindowError",
+]
+
+
+def _restore(cls: type[CarbonError], args: tuple[Any, ...], state: dict[str, Any]) -> CarbonError:
+    """Rebuild an error without calling its constructor (see the module docstring)."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class CarbonError(Exception):
     """Base class of every error raised by ``airflow_provider_carbon``."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _restore, (type(self), self.args, dict(self.__dict__))
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, CarbonError)
+        return self.args == other.args and self.__dict__ == other.__dict__
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.args))
 
 
 class InvalidForecastError(CarbonError, ValueError):
