@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from airflow_provider_carbon.core.decision import Decision, FallbackReason, ReleaseReason, StartReason
     from airflow_provider_carbon.core.fallback import FallbackPolicy, next_local_time
     from airflow_provider_carbon.core.forecast import Forecast, Signal
     from airflow_provider_carbon.core.windows import Window, find_best_window, rank_windows
@@ -31,6 +32,10 @@ _LAZY = {
     "ForecastCoverageError": "airflow_provider_carbon.exceptions",
     "InvalidForecastError": "airflow_provider_carbon.exceptions",
     "WindowError": "airflow_provider_carbon.exceptions",
+    "Decision": "airflow_provider_carbon.core.decision",
+    "FallbackReason": "airflow_provider_carbon.core.decision",
+    "ReleaseReason": "airflow_provider_carbon.core.decision",
+    "StartReason": "airflow_provider_carbon.core.decision",
     "FallbackPolicy": "airflow_provider_carbon.core.fallback",
     "next_local_time": "airflow_provider_carbon.core.fallback",
     "Forecast": "airflow_provider_carbon.core.forecast",

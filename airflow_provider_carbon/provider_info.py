@@ -183,6 +183,7 @@ def provider_info(version: str) -> dict[str, Any]:
             {
                 "integration-name": INTEGRATION,
                 "python-modules": [
+                    "airflow_provider_carbon.operators.base",
                     "airflow_provider_carbon.operators.plan",
                     "airflow_provider_carbon.operators.region",
                 ],
@@ -191,7 +192,10 @@ def provider_info(version: str) -> dict[str, Any]:
         "triggers": [
             {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_carbon.triggers.carbon_window"]}
         ],
-        "extra-links": ["airflow_provider_carbon.operators.links.ElectricityMapsZoneLink"],
+        "extra-links": [
+            "airflow_provider_carbon.operators.links.ElectricityMapsZoneLink",
+            "airflow_provider_carbon.operators.links.UkCarbonIntensityLink",
+        ],
         "config": {
             "carbon": {
                 "description": "Defaults for every carbon connection; a connection's extras override them.",

@@ -21,9 +21,12 @@ waits for it in the triggerer (no worker slot).
 
 * **API down or unusable** (timeouts, 5xx, 429, bad token, garbage, all zeros): the job starts at the
   **02:00 fallback** instead, and the decision record says why.
-* **Decision record**: the sensor's XCom `carbon_decision` (and `return_value`) holds the planned start, expected
-  intensity, intensity if started at midnight, at 02:00, the saving, the forecast's source and every re-plan.
-* **Report**: the last task logs the savings against starting at 00:00 and at the 02:00 default.
+* **Decision record**: the sensor's XCom `carbon_decision` (and `return_value`) holds the planned start, the
+  expected mean intensity of the chosen window (`expected_intensity`), what starting at decision time (just after
+  midnight) or at 02:00 would have averaged (`intensity_if_started_at_decision`, `intensity_if_fallback`), the
+  saving, the forecast's source, whether and why the fallback applied, and every re-plan. In the Airflow 3.3 UI it
+  is under the sensor task's *XCom* tab.
+* **Report**: the last task logs the savings against starting at decision time and at the 02:00 default.
 
 Change the zone, the job length or the deadline in the trigger form (params); point the connection at a real
 Electricity Maps token, or at the offline simulator (`make demo`).
@@ -82,7 +85,7 @@ def nightly_low_carbon_training():
 
     @task
     def report(decision: dict, metrics: dict, params: dict | None = None) -> dict:
-        """Log what was decided and what it saved against starting at midnight and at the 02:00 default."""
+        """Log what was decided and what it saved against starting at decision time and at the 02:00 default."""
         import json
 
         def saving(reference: float | None) -> float | None:
@@ -98,10 +101,11 @@ def nightly_low_carbon_training():
             "source": decision.get("source"),
             "used_fallback": decision["used_fallback"],
             "fallback_reason": decision.get("fallback_reason"),
+            "fallback_error": decision.get("fallback_error"),
             "expected_intensity": decision.get("expected_intensity"),
-            "intensity_if_now": decision.get("intensity_if_now"),
+            "intensity_if_started_at_decision": decision.get("intensity_if_started_at_decision"),
             "intensity_if_fallback": decision.get("intensity_if_fallback"),
-            "saving_vs_start_pct": saving(decision.get("intensity_if_now")),
+            "saving_vs_start_pct": saving(decision.get("intensity_if_started_at_decision")),
             "saving_vs_fallback_time_pct": saving(decision.get("intensity_if_fallback")),
             "replans": len(decision.get("replans", [])),
             "training": metrics,

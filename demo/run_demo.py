@@ -200,7 +200,9 @@ def main() -> int:
     conf["fallback"] = real_of(2, midnight_real).strftime("%H:%M:%S")
     down = run_dag(env, conf, "api-down")
     start = datetime.fromisoformat(down["planned_start"])
-    print(f"\n  used the fallback: {down['used_fallback']} ({down['fallback_reason'][:90]}...)")
+    print(
+        f"\n  used the fallback: {down['used_fallback']} ({down['fallback_reason']}: {down['fallback_error'][:90]}...)"
+    )
     print(
         f"  start: {sim_hours(start, midnight_real)} (simulated), released at "
         f"{sim_hours(datetime.fromisoformat(down['released_at']), midnight_real)}: the 02:00 default"

@@ -423,6 +423,24 @@ class Forecast:
             max_gap=None,
         )
 
+    @property
+    def offsets_us(self) -> np.ndarray:
+        """Step boundaries as microseconds from :attr:`start`: ``len(self) + 1`` read-only values, the last being
+        the offset of :attr:`end`."""
+        return self._offsets
+
+    @property
+    def offsets_list(self) -> list[float]:
+        """:attr:`offsets_us` as a list, for :mod:`bisect` (faster than numpy for one scalar)."""
+        return self._offset_list
+
+    @property
+    def cumulative(self) -> np.ndarray:
+        """Integral of intensity over time from :attr:`start` to each boundary of :attr:`offsets_us` (intensity x
+        microseconds, read-only). The integral of a step function is piecewise linear, so the emissions of any
+        window are two interpolations in it."""
+        return self._cum
+
     def offset_us(self, moment: datetime) -> int:
         """Microseconds from :attr:`start` to ``moment`` (negative before it)."""
         return to_utc_us(moment) - int(self._bounds[0])

@@ -202,7 +202,7 @@ def _bounds(
         deadline = by_finish if deadline is None else min(deadline, by_finish)
     if deadline is not None and deadline < a:
         raise DeadlineTooTightError(earliest=fc.at_offset(a), latest_start=fc.at_offset(deadline), duration=duration)
-    horizon = int(fc._offsets[-1]) - d  # last start whose window the forecast still covers
+    horizon = int(fc.offsets_us[-1]) - d  # last start whose window the forecast still covers
     if a < 0 or a > horizon:
         raise ForecastCoverageError(
             forecast_start=fc.start, forecast_end=fc.end, earliest=fc.at_offset(a), duration=duration
@@ -217,7 +217,7 @@ def _best_in(fc: Forecast, d: float, a: float, b: float) -> tuple[float, float, 
     Ties go to the earliest start. Integrals are differences of the cumulative integral: their relative error is
     about machine epsilon times (forecast length / duration), below 1e-12 even for a 2 h job in a year of data.
     """
-    off, cum, bounds = fc._offsets, fc._cum, fc._offset_list
+    off, cum, bounds = fc.offsets_us, fc.cumulative, fc.offsets_list
     # Breakpoints of F strictly inside (a, b): the start meets a boundary (off[i0:i1]) or the end does
     # (off[j0:j1] - d). bisect on a list beats np.searchsorted for a scalar, and this is the hot path.
     i0, i1 = bisect_right(bounds, a), bisect_left(bounds, b)

@@ -9,12 +9,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.standard.operators.branch import BaseBranchOperator
-from airflow.sdk import BaseOperator
 
-from airflow_provider_carbon.operators.plan import CarbonPlanningMixin
+from airflow_provider_carbon.operators.base import CarbonBaseOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -23,59 +22,66 @@ if TYPE_CHECKING:
     from airflow_provider_carbon.core.regions import RegionResult
     from airflow_provider_carbon.hooks.base import CarbonIntensityHook
 
-__all__ = ["GreenestRegionBranchOperator", "GreenestRegionOperator"]
+__all__ = ["GreenestRegionBase", "GreenestRegionBranchOperator", "GreenestRegionOperator"]
 
 REGIONS_XCOM_KEY = "carbon_regions"
 CHOICE_XCOM_KEY = "carbon_region"
 MODES = ("now", "window")
 
 
-class GreenestRegionMixin(CarbonPlanningMixin):
-    """Fetch every candidate concurrently, fall back per region to the static table, score, choose."""
+class GreenestRegionBase(CarbonBaseOperator):
+    """Fetch every candidate concurrently, fall back per region to the static table, score, choose.
 
-    region_template_fields: Sequence[str] = (
+    One region's data failing does not fail the task: its value comes from a static annual-average table and is
+    marked. The window arguments (``expected_duration``, ``latest_start``, ``finish_by``, ``max_delay``) apply to
+    ``mode="window"`` only.
+
+    :param regions: candidates (templated): grid zone keys (``"SE-SE3"``, ``"DE"``) or cloud regions
+        (``"aws:eu-north-1"``, ``"gcp:europe-west4"``, ``"azure:westeurope"``), as a list or a comma-separated string.
+    :param mode: ``"now"`` compares current intensities; ``"window"`` compares each region's best window of
+        ``expected_duration`` (default 1 hour) before the deadline, so the answer is a region and a start time
+        (templated).
+    :param cost_per_hour: region -> cost of running the job there for an hour.
+    :param latency_ms: region -> latency that matters to you.
+    :param weights: ``{"carbon": .., "cost": .., "latency": ..}``: each criterion is min-max normalised across the
+        candidates and the weighted sum is the score (lowest wins). Default: carbon only (with ``carbon_price``:
+        cost only, carbon included in it); criteria you leave out keep these defaults. Once you weigh cost, every
+        region needs a ``cost_per_hour`` (a missing one would count as free).
+    :param carbon_price: price per tonne CO2e in the cost's currency; adds intensity x ``power_kw`` / 1e6 x price
+        to each region's hourly cost.
+    :param power_kw: the job's average power draw in kW (required with ``carbon_price``).
+    :param region_zones: overrides of the shipped cloud-region mapping, e.g. ``{"aws:eu-north-1": "SE-SE3"}``.
+    :param if_all_fail: when every region's live data fails: ``"static"`` ranks by the static annual averages, or
+        a region name that is then chosen.
+    :param max_workers: regions fetched at the same time.
+    """
+
+    region_template_fields: ClassVar[Sequence[str]] = (
         "regions",
         "mode",
-        "expected_duration",
-        "latest_start",
-        "finish_by",
-        "max_delay",
+        *CarbonBaseOperator.window_template_fields,
         "if_all_fail",
     )
+    template_fields: Sequence[str] = region_template_fields
+    default_duration = timedelta(hours=1)
+    ui_color = "#74c69d"
 
-    def _init_regions(
+    def __init__(
         self,
         *,
         regions: str | Iterable[str],
-        carbon_conn_id: str,
-        mode: str,
-        expected_duration: timedelta | float | str | None,
-        latest_start: datetime | str | None,
-        finish_by: datetime | str | None,
-        max_delay: timedelta | float | str | None,
-        cost_per_hour: Mapping[str, float] | None,
-        latency_ms: Mapping[str, float] | None,
-        weights: Mapping[str, float] | None,
-        carbon_price: float | None,
-        power_kw: float | None,
-        region_zones: Mapping[str, str] | None,
-        if_all_fail: str,
-        max_workers: int,
+        mode: str = "now",
+        cost_per_hour: Mapping[str, float] | None = None,
+        latency_ms: Mapping[str, float] | None = None,
+        weights: Mapping[str, float] | None = None,
+        carbon_price: float | None = None,
+        power_kw: float | None = None,
+        region_zones: Mapping[str, str] | None = None,
+        if_all_fail: str = "static",
+        max_workers: int = 8,
+        **kwargs: Any,
     ) -> None:
-        self._init_planning(
-            carbon_conn_id=carbon_conn_id,
-            zone=None,
-            lat=None,
-            lon=None,
-            expected_duration=expected_duration if expected_duration is not None else 3600,
-            latest_start=latest_start,
-            finish_by=finish_by,
-            max_delay=max_delay,
-            fallback="now",
-            fallback_timezone="UTC",
-            threshold=None,
-            min_saving_pct=None,
-        )
+        super().__init__(**kwargs)
         self.regions = regions
         self.mode = mode
         self.cost_per_hour = dict(cost_per_hour or {})
@@ -130,7 +136,7 @@ class GreenestRegionMixin(CarbonPlanningMixin):
                 name,
                 zone,
                 type(err).__name__,
-                err,  # type: ignore[attr-defined]
+                err,
                 f"using the {static.year} annual average" if static else "no static value either",
             )
             # no forecast: a region chosen on its static value would start now
@@ -162,16 +168,17 @@ class GreenestRegionMixin(CarbonPlanningMixin):
             # a late or retried run: no window is left to choose, so compare what starting now would emit instead
             # of letting every region fail over to the static table
             self.log.warning(
-                "the deadline %s has passed: comparing regions for a start now",  # type: ignore[attr-defined]
+                "the deadline %s has passed: comparing regions for a start now",
                 spec.latest_start.isoformat(),
             )
             spec = replace(spec, latest_start=now)
-        try:
-            hook: CarbonIntensityHook | None = self.carbon_hook()
-            hook.connection  # noqa: B018 - load once, before the threads share the hook
-        except Exception as err:
-            self.log.error("carbon connection %r unusable: %s", self.carbon_conn_id, err)  # type: ignore[attr-defined]
-            hook = None
+        hook, _ = self.usable_hook()  # unusable: every region fails over to its static value
+        if hook is not None:
+            try:
+                hook.connection  # noqa: B018 - load once, before the threads share the hook
+            except Exception as err:
+                self.log.error("carbon connection %r unusable: %s", self.carbon_conn_id, err)
+                hook = None
 
         def measure(item: tuple[str, str, Any]) -> RegionResult:
             name, zone, row = item
@@ -201,7 +208,7 @@ class GreenestRegionMixin(CarbonPlanningMixin):
             raise RuntimeError(f"no live or static intensity for any of {names}; set if_all_fail to a region")
         table = [r.to_dict() for r in ranked]
         for row in table:
-            self.log.info(  # type: ignore[attr-defined]
+            self.log.info(
                 "rank %s: %s (%s) %s gCO2eq/kWh%s, score %s, source %s",
                 row["rank"],
                 row["region"],
@@ -212,7 +219,7 @@ class GreenestRegionMixin(CarbonPlanningMixin):
                 row["source"],
             )
         chosen = {**choice.to_dict(), "reason": why, "mode": self.mode, "decided_at": now.isoformat()}
-        self.log.info("greenest region: %s (%s): %s", choice.region, choice.zone, why)  # type: ignore[attr-defined]
+        self.log.info("greenest region: %s (%s): %s", choice.region, choice.zone, why)
         ti = context.get("ti") if context else None
         if ti is not None:
             ti.xcom_push(key=REGIONS_XCOM_KEY, value=table)
@@ -221,114 +228,44 @@ class GreenestRegionMixin(CarbonPlanningMixin):
         return choice.region
 
 
-_REGION_DOC_PARAMS = """
-    :param regions: candidates (templated): grid zone keys (``"SE-SE3"``, ``"DE"``) or cloud regions
-        (``"aws:eu-north-1"``, ``"gcp:europe-west4"``, ``"azure:westeurope"``), as a list or a comma-separated string.
-    :param carbon_conn_id: carbon connection; its type picks the service (default ``electricitymaps_default``).
-    :param mode: ``"now"`` compares current intensities; ``"window"`` compares each region's best window of
-        ``expected_duration`` before the deadline, so the answer is a region and a start time (templated).
-    :param expected_duration: the job's length, for ``mode="window"`` (timedelta, seconds or ``"PT2H"``).
-    :param latest_start: deadline for the start, for ``mode="window"`` (tz-aware, templated).
-    :param finish_by: deadline for the end, for ``mode="window"`` (templated).
-    :param max_delay: start within this long of the run's start, for ``mode="window"`` (default 24 h).
-    :param cost_per_hour: region -> cost of running the job there for an hour.
-    :param latency_ms: region -> latency that matters to you.
-    :param weights: ``{"carbon": .., "cost": .., "latency": ..}``: each criterion is min-max normalised across the
-        candidates and the weighted sum is the score (lowest wins). Default: carbon only (with ``carbon_price``:
-        cost only, carbon included in it); criteria you leave out keep these defaults. Once you weigh cost, every
-        region needs a ``cost_per_hour`` (a missing one would count as free).
-    :param carbon_price: price per tonne CO2e in the cost's currency; adds intensity x ``power_kw`` / 1e6 x price
-        to each region's hourly cost.
-    :param power_kw: the job's average power draw in kW (required with ``carbon_price``).
-    :param region_zones: overrides of the shipped cloud-region mapping, e.g. ``{"aws:eu-north-1": "SE-SE3"}``.
-    :param if_all_fail: when every region's live data fails: ``"static"`` ranks by the static annual averages, or
-        a region name that is then chosen.
-    :param max_workers: regions fetched at the same time.
-"""
-
-
-class GreenestRegionOperator(GreenestRegionMixin, BaseOperator):
-    (
-        """Choose the region (and, in window mode, the start) with the lowest carbon score.
+class GreenestRegionOperator(GreenestRegionBase):
+    """Choose the region (and, in window mode, the start) with the lowest carbon score.
 
     Returns the chosen region's name (XCom ``return_value``, exactly as given in ``regions``); pushes the per-region
     table (intensity, window, cost, latency, score, source, whether it was a fallback value) to XCom
     ``carbon_regions`` and the choice with its zone, window and reason to ``carbon_region``. One region's data
     failing does not fail the task: its value comes from a static annual-average table and is marked.
-    """
-        + _REGION_DOC_PARAMS
-        + """
+
     .. code-block:: python
 
         pick = GreenestRegionOperator(
             task_id="pick_region",
             regions=["aws:eu-north-1", "aws:eu-central-1", "aws:us-east-1"],
-            mode="window", expected_duration=timedelta(hours=2), max_delay=timedelta(hours=12),
+            mode="window",
+            expected_duration=timedelta(hours=2),
+            max_delay=timedelta(hours=12),
             cost_per_hour={"aws:eu-north-1": 3.1, "aws:eu-central-1": 3.4, "aws:us-east-1": 2.9},
-            carbon_price=80, power_kw=2.5,
+            carbon_price=80,
+            power_kw=2.5,
         )
         # downstream: "{{ ti.xcom_pull(task_ids='pick_region') }}" is the region,
         # "{{ ti.xcom_pull(task_ids='pick_region', key='carbon_region')['window_start'] }}" the start
     """
-    )
-
-    template_fields: Sequence[str] = GreenestRegionMixin.region_template_fields
-    ui_color = "#74c69d"
-
-    def __init__(
-        self,
-        *,
-        regions: str | Iterable[str],
-        carbon_conn_id: str = "electricitymaps_default",
-        mode: str = "now",
-        expected_duration: timedelta | float | str | None = None,
-        latest_start: datetime | str | None = None,
-        finish_by: datetime | str | None = None,
-        max_delay: timedelta | float | str | None = None,
-        cost_per_hour: Mapping[str, float] | None = None,
-        latency_ms: Mapping[str, float] | None = None,
-        weights: Mapping[str, float] | None = None,
-        carbon_price: float | None = None,
-        power_kw: float | None = None,
-        region_zones: Mapping[str, str] | None = None,
-        if_all_fail: str = "static",
-        max_workers: int = 8,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self._init_regions(
-            regions=regions,
-            carbon_conn_id=carbon_conn_id,
-            mode=mode,
-            expected_duration=expected_duration,
-            latest_start=latest_start,
-            finish_by=finish_by,
-            max_delay=max_delay,
-            cost_per_hour=cost_per_hour,
-            latency_ms=latency_ms,
-            weights=weights,
-            carbon_price=carbon_price,
-            power_kw=power_kw,
-            region_zones=region_zones,
-            if_all_fail=if_all_fail,
-            max_workers=max_workers,
-        )
 
     def execute(self, context: Context) -> str:
         return self.select_region(context)
 
 
-class GreenestRegionBranchOperator(GreenestRegionMixin, BaseBranchOperator):
-    (
-        """Follow only the downstream task(s) of the greenest region; Airflow skips the others.
+class GreenestRegionBranchOperator(GreenestRegionBase, BaseBranchOperator):
+    """Follow only the downstream task(s) of the greenest region; Airflow skips the others.
 
     Same choice, XComs and fallbacks as :class:`GreenestRegionOperator`: XCom ``return_value`` is the chosen region
     (the followed task ids are in the log), ``carbon_region`` and ``carbon_regions`` as there.
 
     :param branches: region (as written in ``regions``) -> downstream task id, or list of task ids.
-    """
-        + _REGION_DOC_PARAMS
-        + """
+    :param regions: candidates (templated), as for :class:`GreenestRegionOperator`; default: the keys of
+        ``branches``.
+
     .. code-block:: python
 
         pick = GreenestRegionBranchOperator(
@@ -339,51 +276,16 @@ class GreenestRegionBranchOperator(GreenestRegionMixin, BaseBranchOperator):
         # route the work to per-region workers: train_se = ...(queue="se-se3"), one Celery queue per region
         pick >> [train_se, train_de, train_pl]
     """
-    )
-
-    template_fields: Sequence[str] = GreenestRegionMixin.region_template_fields
-    ui_color = "#74c69d"
 
     def __init__(
         self,
         *,
         branches: Mapping[str, str | list[str]],
         regions: str | Iterable[str] | None = None,
-        carbon_conn_id: str = "electricitymaps_default",
-        mode: str = "now",
-        expected_duration: timedelta | float | str | None = None,
-        latest_start: datetime | str | None = None,
-        finish_by: datetime | str | None = None,
-        max_delay: timedelta | float | str | None = None,
-        cost_per_hour: Mapping[str, float] | None = None,
-        latency_ms: Mapping[str, float] | None = None,
-        weights: Mapping[str, float] | None = None,
-        carbon_price: float | None = None,
-        power_kw: float | None = None,
-        region_zones: Mapping[str, str] | None = None,
-        if_all_fail: str = "static",
-        max_workers: int = 8,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(regions=regions if regions is not None else list(branches), **kwargs)
         self.branches = dict(branches)
-        self._init_regions(
-            regions=regions if regions is not None else list(self.branches),
-            carbon_conn_id=carbon_conn_id,
-            mode=mode,
-            expected_duration=expected_duration,
-            latest_start=latest_start,
-            finish_by=finish_by,
-            max_delay=max_delay,
-            cost_per_hour=cost_per_hour,
-            latency_ms=latency_ms,
-            weights=weights,
-            carbon_price=carbon_price,
-            power_kw=power_kw,
-            region_zones=region_zones,
-            if_all_fail=if_all_fail,
-            max_workers=max_workers,
-        )
 
     def execute(self, context: Context) -> str:
         # BaseBranchOperator would return the task ids; the region is what downstream tasks want to know

@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, conf
 
-from airflow_provider_carbon.operators.links import ElectricityMapsZoneLink
-from airflow_provider_carbon.operators.plan import CarbonPlanningMixin, parse_plan
+from airflow_provider_carbon.operators.base import CarbonPlanningBase, parse_plan
+from airflow_provider_carbon.operators.links import CARBON_LINKS
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_carbon.core.decision import Decision, PlanSpec
+    from airflow_provider_carbon.hooks.base import CarbonIntensityHook
 
 __all__ = ["CarbonWindowSensor"]
 
@@ -27,7 +28,7 @@ __all__ = ["CarbonWindowSensor"]
 DEFERRAL_GRACE = timedelta(minutes=10)
 
 
-class CarbonWindowSensor(CarbonPlanningMixin, BaseSensorOperator):
+class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
     """Wait for the lowest-carbon start of a job, within a deadline; then let downstream tasks run.
 
     At execute time it fetches the forecast through the connection's hook, picks the optimal start with the
@@ -54,26 +55,13 @@ class CarbonWindowSensor(CarbonPlanningMixin, BaseSensorOperator):
     the wait cuts the wait short. Both are yours to set: the sensor only warns when they would end the wait before
     the deadline.
 
-    :param carbon_conn_id: carbon connection; its type picks the service (default ``electricitymaps_default``).
-    :param zone: zone / region / location key (templated); default: the connection's.
-    :param lat: latitude instead of a zone (templated).
-    :param lon: longitude instead of a zone (templated).
-    :param expected_duration: how long the downstream job runs: timedelta, seconds, or ISO 8601 ``"PT2H"``
-        (templated). The window is chosen for this duration.
-    :param latest_start: the job must start by then (tz-aware datetime or ISO string, templated).
-    :param finish_by: the job must finish by then (templated); with ``latest_start`` the tighter one binds.
-    :param max_delay: the job must start within this long after the run started (templated); when no deadline is
-        given at all, 24 hours.
-    :param fallback: without a usable forecast: a local time like ``"02:00"`` (default), ``"now"`` or ``"fail"``.
-    :param fallback_timezone: IANA timezone of the fallback time; default: the DAG's timezone.
-    :param threshold: start as soon as the forecast intensity is at or below this (gCO2eq/kWh).
-    :param min_saving_pct: start now unless waiting saves at least this many percent.
     :param recheck_interval: how often the trigger re-checks the forecast while waiting (default 1 hour).
     :param deviation_pct: re-plan once at the start if the intensity then is this much above the forecast (20 %).
     :param plan: a decision from :class:`~airflow_provider_carbon.operators.plan.CarbonPlanOperator` (e.g.
         ``"{{ ti.xcom_pull(task_ids='plan_window') }}"``) to wait for instead of planning again (templated).
     :param deferrable: wait in the triggerer; default: ``[operators] default_deferrable``, read when the sensor is
         created (not when this module is imported).
+    :param poke_interval: seconds between pokes when not deferrable (default 300).
 
     .. code-block:: python
 
@@ -92,25 +80,13 @@ class CarbonWindowSensor(CarbonPlanningMixin, BaseSensorOperator):
         wait >> train_model
     """
 
-    template_fields: Sequence[str] = (*CarbonPlanningMixin.planning_template_fields, "plan")
-    operator_extra_links = (ElectricityMapsZoneLink(),)
+    template_fields: Sequence[str] = (*CarbonPlanningBase.planning_template_fields, "plan")
+    operator_extra_links = CARBON_LINKS
     ui_color = "#95d5b2"
 
     def __init__(
         self,
         *,
-        carbon_conn_id: str = "electricitymaps_default",
-        zone: str | None = None,
-        lat: float | None = None,
-        lon: float | None = None,
-        expected_duration: timedelta | float | str,
-        latest_start: datetime | str | None = None,
-        finish_by: datetime | str | None = None,
-        max_delay: timedelta | float | str | None = None,
-        fallback: str = "02:00",
-        fallback_timezone: str | None = None,
-        threshold: float | None = None,
-        min_saving_pct: float | None = None,
         recheck_interval: timedelta | float = timedelta(hours=1),
         deviation_pct: float = 20.0,
         plan: dict[str, Any] | str | None = None,
@@ -120,20 +96,6 @@ class CarbonWindowSensor(CarbonPlanningMixin, BaseSensorOperator):
     ) -> None:
         self._timeout_given = kwargs.get("timeout") is not None
         super().__init__(poke_interval=poke_interval, **kwargs)
-        self._init_planning(
-            carbon_conn_id=carbon_conn_id,
-            zone=zone,
-            lat=lat,
-            lon=lon,
-            expected_duration=expected_duration,
-            latest_start=latest_start,
-            finish_by=finish_by,
-            max_delay=max_delay,
-            fallback=fallback,
-            fallback_timezone=fallback_timezone,
-            threshold=threshold,
-            min_saving_pct=min_saving_pct,
-        )
         self.recheck_interval = (
             recheck_interval.total_seconds() if isinstance(recheck_interval, timedelta) else float(recheck_interval)
         )
@@ -147,26 +109,22 @@ class CarbonWindowSensor(CarbonPlanningMixin, BaseSensorOperator):
 
     # -- planning -----------------------------------------------------------------------------------------------
 
-    def _initial_decision(self, context: Context, spec: PlanSpec, hook: Any = None) -> Decision:
+    def _initial_decision(
+        self,
+        context: Context,
+        spec: PlanSpec,
+        hook: CarbonIntensityHook | None = None,
+        hook_error: BaseException | None = None,
+    ) -> Decision:
         from airflow_provider_carbon.core.decision import Decision
 
         given = parse_plan(self.plan)
         if given is None:
-            return self.decide(context, spec, hook=hook)
+            return self.decide(context, spec, hook=hook, hook_error=hook_error)
         decision = Decision.from_dict(given)
         if decision.planned_start > spec.latest_start:  # a plan made elsewhere: this sensor's deadline still binds
             decision = decision.moved_to(spec.latest_start, "the given plan starts after this sensor's deadline")
-        self.resolved_zone = decision.zone or self.zone
         return decision
-
-    def _hook_or_none(self, spec: PlanSpec) -> Any:
-        """The carbon hook, or ``None`` when the connection is unusable and the fallback policy covers it."""
-        try:
-            return self.carbon_hook()
-        except Exception:
-            if spec.fallback.kind == "fail":
-                raise
-            return None  # decide() records the connection problem and applies the fallback
 
     def _first_reschedule(self, context: Context) -> datetime | None:
         """When the first poke of this wait ran, if this is a later poke in reschedule mode."""
@@ -212,12 +170,13 @@ class CarbonWindowSensor(CarbonPlanningMixin, BaseSensorOperator):
         if not self.deferrable:
             self._spec = spec
             return super().execute(context)
-        hook = self._hook_or_none(spec)
-        decision = self._initial_decision(context, spec, hook)
+        hook, hook_error = self.usable_hook(spec)
+        spec = self.with_hook_zone(spec, hook)
+        decision = self._initial_decision(context, spec, hook, hook_error)
         self.record(context, decision)
         now = datetime.now(timezone.utc)
         if decision.planned_start <= now:
-            return self._complete(context, decision.released(now, "the planned start is now"))
+            return self._complete(context, decision.released(now))
         from airflow_provider_carbon.triggers.carbon_window import CarbonWindowTrigger
 
         hook_class = "" if hook is None else f"{type(hook).__module__}.{type(hook).__qualname__}"
@@ -253,7 +212,8 @@ class CarbonWindowSensor(CarbonPlanningMixin, BaseSensorOperator):
                 entry["previous_start"],
                 entry["new_start"],
             )
-        self.log.info("released at %s: %s", decision.released_at, decision.release_reason)
+        reason = decision.release_reason.value if decision.release_reason else None
+        self.log.info("released at %s: %s", decision.released_at, reason)
         return self.record(context, decision)
 
     def poke(self, context: Context) -> Any:
@@ -261,15 +221,17 @@ class CarbonWindowSensor(CarbonPlanningMixin, BaseSensorOperator):
         nearest the start (or the last poke before the deadline)."""
         from airflow.sdk import PokeReturnValue
 
+        from airflow_provider_carbon.core.decision import ReleaseReason
+
         spec = getattr(self, "_spec", None) or self.plan_spec(context)
         decision = self._poke_decision(context, spec)
         self._decision = decision
         now = datetime.now(timezone.utc)
         half_poke = timedelta(seconds=self.poke_interval / 2)
         if decision.planned_start <= now + half_poke:
-            reason = "planned start"
+            reason = decision.due_reason()
         elif now + timedelta(seconds=self.poke_interval) >= spec.latest_start:
-            reason = "deadline: the next poke would be too late"
+            reason = ReleaseReason.DEADLINE  # the next poke would be too late
         else:
             self.log.info("waiting: %s", decision.summary())
             return False
@@ -299,11 +261,9 @@ class CarbonWindowSensor(CarbonPlanningMixin, BaseSensorOperator):
         due = previous.planned_start <= now + timedelta(seconds=self.poke_interval / 2)
         if due or parse_plan(self.plan) is not None:
             return previous  # due, or a plan made elsewhere: release or wait without asking the API again
-        try:
-            hook = self.carbon_hook()
-        except Exception as err:
-            forecast, error = None, err
-        else:
+        hook, error = self.usable_hook()  # no spec: once a plan exists a broken connection never fails the wait
+        forecast = None
+        if hook is not None:
             forecast, error = self.fetch_forecast(hook, spec, now, until=previous.planned_start)
         revised = revise(spec, previous, forecast, now=datetime.now(timezone.utc))
         if revised is not previous:

@@ -159,14 +159,16 @@ class CarbonWindowTrigger(BaseTrigger):
             now = utcnow()
             if now >= decision.planned_start:
                 observed = None
-                if not deviation_checked and decision.intensity_at_start and now < spec.latest_start:
+                if not deviation_checked and decision.forecast_intensity_at_start and now < spec.latest_start:
                     deviation_checked = True
                     decision, observed, moved = await self._check_deviation(spec, decision, now)
                     if moved:
                         continue
                 released_at = utcnow()  # after any check above: the record says when the wait really ended
-                released = decision.released(released_at, _release_reason(decision, now), observed)
-                self.log.info("carbon trigger: releasing at %s (%s)", released_at.isoformat(), released.release_reason)
+                released = decision.released(released_at, observed=observed)
+                self.log.info(
+                    "carbon trigger: releasing at %s (%s)", released_at.isoformat(), released.due_reason().value
+                )
                 yield TriggerEvent({"status": "release", "decision": released.to_dict()})
                 return
             if now - last_check >= timedelta(seconds=self.recheck_interval):
@@ -206,7 +208,7 @@ class CarbonWindowTrigger(BaseTrigger):
             self.log.warning("carbon trigger: could not read the current intensity (%s); starting as planned", error)
             return decision, None, False
         observed = float(latest.values[-1])
-        expected = float(decision.intensity_at_start or 0)
+        expected = float(decision.forecast_intensity_at_start or 0)
         if observed <= expected * (1 + self.deviation_pct / 100):
             return decision, observed, False
         self.log.warning(
@@ -232,11 +234,3 @@ class CarbonWindowTrigger(BaseTrigger):
         hook = getattr(self, "_hook_instance", None)
         if hook is not None:
             hook.close()
-
-
-def _release_reason(decision: Decision, now: datetime) -> str:
-    if decision.used_fallback:
-        return f"fallback time ({decision.fallback})"
-    if decision.reason == "deadline":
-        return "deadline"
-    return f"planned start ({decision.reason})"

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow_provider_carbon.core.decision import Decision, PlanSpec, plan
+from airflow_provider_carbon.core.decision import Decision, PlanSpec, ReleaseReason, plan
 from airflow_provider_carbon.core.fallback import FallbackPolicy
 from airflow_provider_carbon.core.forecast import Forecast
 from airflow_provider_carbon.exceptions import ServiceUnavailableError
@@ -43,9 +43,11 @@ def test_optimum_record():
     d = plan(spec(), FC, now=T0 + timedelta(minutes=7))
     assert d.reason == "optimum" and not d.used_fallback
     assert d.planned_start == T0 + 4 * H and d.planned_end == T0 + 6 * H
-    assert d.expected_intensity == 155 and d.intensity_at_start == 150
-    assert d.intensity_if_now == pytest.approx((400 * 53 + 380 * 60 + 300 * 7) / 120)  # 00:07 to 02:07
-    assert d.expected_saving_pct == pytest.approx(100 * (d.intensity_if_now - 155) / d.intensity_if_now)
+    assert d.expected_intensity == 155 and d.forecast_intensity_at_start == 150
+    assert d.intensity_if_started_at_decision == pytest.approx((400 * 53 + 380 * 60 + 300 * 7) / 120)  # 00:07 to 02:07
+    assert d.expected_saving_pct == pytest.approx(
+        100 * (d.intensity_if_started_at_decision - 155) / d.intensity_if_started_at_decision
+    )
     assert (d.zone, d.source, d.signal, d.unit) == ("DE", "electricitymaps", "average", "gCO2eq/kWh")
     assert d.forecast_generated_at == T0 - timedelta(minutes=10)
     assert d.alternatives[0]["start"] == (T0 + 4 * H).isoformat() and len(d.alternatives) == 3
@@ -72,7 +74,8 @@ def test_fallback_at_0200_local_when_the_api_is_down():
     d = plan(spec(), None, now=T0 + timedelta(minutes=1), error=DOWN)
     assert d.used_fallback and d.reason == "fallback" and d.fallback == "02:00"
     assert d.planned_start == T0 + 2 * H  # 02:00 CEST
-    assert d.fallback_reason.startswith("ServiceUnavailableError: electricitymaps, zone DE: could not connect. Hint:")
+    assert d.fallback_reason == "unavailable"
+    assert d.fallback_error.startswith("ServiceUnavailableError: electricitymaps, zone DE: could not connect. Hint:")
     assert d.expected_intensity is None and "fallback (02:00)" in d.summary()
 
 
@@ -95,7 +98,7 @@ def test_fallback_now_and_fail():
 def test_forecast_that_does_not_cover_the_job_falls_back():
     short = Forecast.from_points([(T0, 300)], end=T0 + H, zone="DE")  # one hour: a 2 h job does not fit
     d = plan(spec(), short, now=T0)
-    assert d.used_fallback and "ForecastCoverageError" in d.fallback_reason
+    assert d.used_fallback and "ForecastCoverageError" in d.fallback_error and d.fallback_reason == "forecast_unusable"
 
 
 def test_deadline_passed_starts_now():
@@ -132,7 +135,7 @@ def test_0200_fallback_in_berlin_on_dst_nights(anchor, expected, night):
 def test_record_is_json_and_round_trips():
     d = plan(spec(), FC, now=T0)
     moved = d.replanned(plan(spec(), forecast([100] * 14), now=T0 + H), "re-check: the optimum moved", T0 + H)
-    done = moved.released(T0 + H, "planned start", observed=101.0)
+    done = moved.released(T0 + H, ReleaseReason.PLANNED_START, observed=101.0)
     data = json.loads(json.dumps(done.to_dict()))
     assert Decision.from_dict(data) == done
     assert data["replans"] == [

@@ -253,7 +253,7 @@ def test_nightly_dag_falls_back_when_the_api_is_down(stack, simulator):
     run_id = run["dag_run_id"]
     assert run["state"] == "success", task_states(stack, NIGHTLY, run_id)
     decision = xcom(stack, NIGHTLY, run_id, "wait_for_low_carbon_window", "carbon_decision")
-    assert decision["used_fallback"] is True and "ServiceUnavailableError" in decision["fallback_reason"]
+    assert decision["used_fallback"] is True and "ServiceUnavailableError" in decision["fallback_error"]
     assert datetime.fromisoformat(decision["planned_start"]) == fallback_at
     assert fallback_at <= datetime.fromisoformat(decision["released_at"]) <= fallback_at + timedelta(seconds=5)
 

@@ -69,12 +69,14 @@ def test_defers_to_exactly_the_optimum_and_records_the_decision(grid, monkeypatc
         assert record["planned_end"] == (T0 + 6 * H).isoformat()
         assert record["zone"] == "DE" and record["source"] == "electricitymaps"
         assert record["signal"] == "average" and record["unit"] == "gCO2eq/kWh"
-        assert record["expected_intensity"] == 155 and record["intensity_if_now"] == pytest.approx(
+        assert record["expected_intensity"] == 155 and record["intensity_if_started_at_decision"] == pytest.approx(
             expected.baseline_intensity
         )
         assert record["expected_saving_pct"] == pytest.approx(expected.saving_pct)
         assert record["forecast_generated_at"] is not None
-        assert record["used_fallback"] is False and record["fallback_reason"] is None
+        assert (
+            record["used_fallback"] is False and record["fallback_reason"] is None and record["fallback_error"] is None
+        )
         assert record["replans"] == [] and record["latest_start"] == (T0 + 10 * H).isoformat()
         # the trigger carries only primitives, and enough time to reach the deadline
         assert deferred.method_name == "execute_complete"
@@ -83,7 +85,7 @@ def test_defers_to_exactly_the_optimum_and_records_the_decision(grid, monkeypatc
         assert clock.now() == T0 + 4 * H  # released at the optimum, to the microsecond
     result = task.execute_complete(ctx, event.payload)
     assert result["released_at"] == (T0 + 4 * H).isoformat()
-    assert result["release_reason"] == "planned start (optimum)"
+    assert result["release_reason"] == "planned_start"
     assert result["observed_intensity_at_start"] == 150
     assert ctx["ti"].xcom["carbon_decision"] == result
     assert ElectricityMapsZoneLink().get_link(task, ti_key=None) == "https://app.electricitymaps.com/zone/DE"
@@ -269,10 +271,10 @@ def test_api_down_falls_back_to_0200_berlin(httpserver, monkeypatch, run_start, 
         record = ctx["ti"].xcom["carbon_decision"]
         assert record["used_fallback"] is True, night
         assert record["planned_start"] == expected.isoformat(), night
-        assert "ServiceUnavailableError" in record["fallback_reason"]
+        assert record["fallback_reason"] == "unavailable" and "ServiceUnavailableError" in record["fallback_error"]
         event = run_trigger(deferred.trigger, clock, monkeypatch)
         assert clock.now() == expected, night
-    assert event.payload["decision"]["release_reason"] == "fallback time (02:00)"
+    assert event.payload["decision"]["release_reason"] == "fallback_time"
 
 
 def test_fallback_now_runs_at_once(grid):
@@ -281,7 +283,7 @@ def test_fallback_now_runs_at_once(grid):
     with Clock(T0):
         result = sensor(fallback="now").execute(ctx)
     assert result["used_fallback"] is True and result["planned_start"] == T0.isoformat()
-    assert result["release_reason"] == "the planned start is now"
+    assert result["release_reason"] == "fallback_time"  # the fallback "now" chose the start
 
 
 def test_fallback_fail_raises_the_typed_error(grid):
@@ -298,7 +300,11 @@ def test_bad_token_fails_over_to_the_fallback(httpserver, monkeypatch):
     with Clock(T0):
         defer(sensor(), ctx)
     record = ctx["ti"].xcom["carbon_decision"]
-    assert record["used_fallback"] and record["fallback_reason"].startswith("AuthenticationError")
+    assert (
+        record["used_fallback"]
+        and record["fallback_reason"] == "authentication"
+        and record["fallback_error"].startswith("AuthenticationError")
+    )
     assert "wrong-token" not in str(record)
 
 
@@ -353,7 +359,7 @@ def test_non_deferrable_pokes_release_at_the_nearest_poke(grid):
         assert task.poke(ctx) is False
         clock.shift(120)  # 01:56: within half a poke (5 min) of 02:00
         released = task.poke(ctx)
-    assert released.is_done and released.xcom_value["release_reason"] == "planned start"
+    assert released.is_done and released.xcom_value["release_reason"] == "planned_start"
     assert released.xcom_value["planned_start"] == (T0 + 4 * H).isoformat()
 
 
@@ -363,7 +369,7 @@ def test_non_deferrable_never_pokes_past_the_deadline(grid):
     ctx = context(T0)
     with Clock(T0 + timedelta(minutes=52)):  # plan: 23:00, 8 min away; the next poke (23:02) would be late
         released = task.poke(ctx)
-    assert released.is_done and released.xcom_value["release_reason"].startswith("deadline")
+    assert released.is_done and released.xcom_value["release_reason"] == "deadline"
 
 
 def test_fail_policy_applies_before_the_plan_not_during_the_wait(grid, monkeypatch):
@@ -397,7 +403,9 @@ def test_poke_mode_keeps_its_plan_when_the_api_fails_mid_wait(grid):
         released = task.poke(ctx)
     record = released.xcom_value
     assert released.is_done and record["planned_start"] == (T0 + 4 * H).isoformat() and record["replans"] == []
-    assert record["intensity_if_now"] == pytest.approx(390)  # from the plan made at 00:00, not at the release
+    assert record["intensity_if_started_at_decision"] == pytest.approx(
+        390
+    )  # from the plan made at 00:00, not at the release
 
 
 def test_poke_mode_records_a_moved_optimum(grid):
@@ -427,7 +435,11 @@ def test_a_slow_api_cannot_push_the_plan_past_the_deadline(grid, monkeypatch):
     record = task.execute(context(now))
     took = time.monotonic() - started
     assert took < 5, took  # waiting for the answer would take 6 s
-    assert record["used_fallback"] is True and "no forecast within" in record["fallback_reason"]
+    assert (
+        record["used_fallback"] is True
+        and "no forecast within" in record["fallback_error"]
+        and record["fallback_reason"] == "unavailable"
+    )
     assert datetime.fromisoformat(record["released_at"]) <= now + timedelta(seconds=2)
 
 

@@ -66,7 +66,7 @@ def test_server_down_applies_the_fallback_time(stack, httpserver, tmp_path):
     decision, _ = dags_test(
         stack, grid, httpserver, tmp_path, fallback=fallback_at.strftime("%H:%M:%S"), max_delay_s=90
     )
-    assert decision["used_fallback"] is True and "ServiceUnavailableError" in decision["fallback_reason"]
+    assert decision["used_fallback"] is True and "ServiceUnavailableError" in decision["fallback_error"]
     assert decision["planned_start"] == fallback_at.isoformat()
     released = datetime.fromisoformat(decision["released_at"])
     assert fallback_at <= released <= fallback_at + timedelta(seconds=2)
@@ -86,6 +86,6 @@ def test_reschedule_mode_releases_near_the_optimum(stack, httpserver, tmp_path):
     best = find_best_window(
         forecast, timedelta(seconds=6), earliest=start, latest_start=datetime.fromisoformat(decision["latest_start"])
     )
-    assert decision["release_reason"] == "planned start" and decision["used_fallback"] is False
+    assert decision["release_reason"] == "planned_start" and decision["used_fallback"] is False
     # released at the poke nearest the optimum (poke_interval 2 s), plus the reschedule round trip
     assert best.start - timedelta(seconds=1) <= released <= best.start + timedelta(seconds=4)

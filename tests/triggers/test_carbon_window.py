@@ -44,7 +44,7 @@ def test_unusable_connection_waits_for_the_fallback_without_any_call(monkeypatch
         event = run_trigger(trigger(hook_class=""), clock, monkeypatch)
         assert clock.now() == T0 + 2 * H  # 02:00 CEST
     assert event.payload["status"] == "release"
-    assert event.payload["decision"]["release_reason"] == "fallback time (02:00)"
+    assert event.payload["decision"]["release_reason"] == "fallback_time"
 
 
 def test_sleeps_are_short_enough_to_notice_clock_jumps(monkeypatch):
