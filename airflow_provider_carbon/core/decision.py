@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
+from airflow_provider_carbon import exceptions
 from airflow_provider_carbon.core.fallback import FallbackPolicy
 from airflow_provider_carbon.core.forecast import Forecast
 from airflow_provider_carbon.core.windows import Window, find_best_window, rank_windows
@@ -378,8 +379,13 @@ def _from_schema_1(values: dict[str, Any]) -> dict[str, Any]:
             out["fallback_error"], out["fallback_reason"] = None, FallbackReason.NO_FORECAST.value
         else:
             out["fallback_error"] = text
+            named = getattr(exceptions, type_name, None)  # an error class of ours, or something else
             out["fallback_reason"] = next(
-                (reason.value for kind, reason in _FALLBACK_REASONS if kind.__name__ == type_name),
+                (
+                    reason.value
+                    for kind, reason in _FALLBACK_REASONS
+                    if isinstance(named, type) and issubclass(named, kind)
+                ),
                 FallbackReason.ERROR.value,
             )
     release = out.get("release_reason")

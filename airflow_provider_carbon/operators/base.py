@@ -142,28 +142,41 @@ def _param_blocks(doc: str) -> dict[str, str]:
     return blocks
 
 
+def _own_param_docs(cls: type) -> dict[str, str]:
+    """The ``:param`` entries a class of this package writes itself (never Airflow's own, which it documents)."""
+    if not cls.__module__.startswith("airflow_provider_carbon."):
+        return {}
+    if "_own_param_docs" not in cls.__dict__:
+        cls._own_param_docs = _param_blocks(cls.__dict__.get("__doc__") or "")  # type: ignore[attr-defined]
+    return cls.__dict__["_own_param_docs"]
+
+
 def _complete_param_docs(cls: type) -> None:
-    """Append to ``cls.__doc__`` the ``:param`` entries of its carbon base classes that it does not document."""
-    own = cls.__dict__.get("__doc__")
-    if not own:
+    """Append to ``cls.__doc__`` the ``:param`` entries of its carbon base classes that it does not document:
+    after its own entries, else before its example, else at the end."""
+    own_doc = cls.__dict__.get("__doc__")
+    if not own_doc:
         return
-    cls._own_param_docs = _param_blocks(own)
+    own = _own_param_docs(cls)
     missing: dict[str, str] = {}
     for base in cls.__mro__[1:]:
-        for name, block in base.__dict__.get("_own_param_docs", {}).items():
-            if name not in cls._own_param_docs and name not in missing:
+        for name, block in _own_param_docs(base).items():
+            if name not in own and name not in missing:
                 missing[name] = block
     if not missing:
         return
-    lines = own.splitlines()
-    own_params = [i for i, line in enumerate(lines) if _PARAM.match(line)]
-    if own_params:  # after the last line of the last own entry
-        at = own_params[-1] + len(list(cls._own_param_docs.values())[-1].splitlines())
-    else:  # before the example, else at the end
-        at = next((i for i, line in enumerate(lines) if line.strip().startswith(".. code-block::")), len(lines))
-        lines.insert(at, "")
-        at += 1
-    lines[at:at] = "\n".join(missing.values()).splitlines()
+    added = "\n".join(missing.values()).splitlines()
+    lines = own_doc.splitlines()
+    starts = [i for i, line in enumerate(lines) if _PARAM.match(line)]
+    if starts:
+        at = starts[-1] + len(list(own.values())[-1].splitlines())
+    else:
+        example = next((i for i, line in enumerate(lines) if line.strip().startswith(".. code-block::")), None)
+        if example is None:
+            at, added = len(lines), ["", *added]
+        else:  # the line before the example is blank: the entries go there, followed by a blank line of their own
+            at, added = example, [*added, ""]
+    lines[at:at] = added
     cls.__doc__ = "\n".join(lines)
 
 

@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
-from airflow_provider_carbon.core.decision import Decision, PlanSpec, ReleaseReason, plan
+from airflow_provider_carbon.core.decision import (
+    DECISION_SCHEMA_VERSION,
+    Decision,
+    FallbackReason,
+    PlanSpec,
+    ReleaseReason,
+    StartReason,
+    plan,
+)
 from airflow_provider_carbon.core.fallback import FallbackPolicy
 from airflow_provider_carbon.core.forecast import Forecast
 from airflow_provider_carbon.exceptions import ServiceUnavailableError
@@ -161,3 +171,70 @@ def test_records_what_the_fixed_fallback_time_would_have_emitted():
     assert d.intensity_if_fallback == (300 + 200) / 2  # a 2 h job at 02:00 Berlin = 00:00 UTC + 2 h
     assert plan(spec(fallback=FallbackPolicy.parse("now")), FC, now=T0).intensity_if_fallback == (400 + 380) / 2
     assert plan(spec(fallback=FallbackPolicy.parse("fail")), FC, now=T0).intensity_if_fallback is None
+
+
+# -- the record as a documented, versioned shape -------------------------------------------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_every_field_is_documented_and_the_schema_is_versioned():
+    docs = Decision.field_docs()
+    assert list(docs) == [f.name for f in dataclasses.fields(Decision)]
+    assert all(text.strip() for text in docs.values())
+    assert plan(spec(), FC, now=T0).to_dict()["schema_version"] == DECISION_SCHEMA_VERSION == 2
+
+
+def test_reasons_are_enums_stored_as_their_strings():
+    d = plan(spec(), FC, now=T0).released(T0 + 4 * H)
+    data = json.loads(json.dumps(d.to_dict()))
+    assert data["reason"] == "optimum" and data["release_reason"] == "planned_start"
+    assert type(data["reason"]) is str  # plain JSON, not an enum repr
+    assert d.reason is StartReason.OPTIMUM and d.release_reason is ReleaseReason.PLANNED_START
+    down = plan(spec(), None, now=T0, error=DOWN).released(T0 + 2 * H)
+    assert down.fallback_reason is FallbackReason.UNAVAILABLE and down.release_reason is ReleaseReason.FALLBACK_TIME
+    assert down.to_dict()["fallback_reason"] == "unavailable"
+
+
+def test_a_fallback_record_keeps_the_zone_asked_for():
+    d = plan(spec(zone="DE"), None, now=T0, error=DOWN)
+    assert d.zone == "DE" and d.to_dict()["zone"] == "DE"
+
+
+def test_a_record_of_release_0_1_0_loads_and_renders():
+    old = json.loads((FIXTURES / "decision_v1.json").read_text())
+    optimal = Decision.from_dict(old["optimal"])
+    assert optimal.schema_version == DECISION_SCHEMA_VERSION
+    assert optimal.intensity_if_started_at_decision == old["optimal"]["intensity_if_now"] == 390.0
+    assert optimal.forecast_intensity_at_start == old["optimal"]["intensity_at_start"]
+    assert optimal.reason is StartReason.OPTIMUM and optimal.release_reason is ReleaseReason.PLANNED_START
+    assert optimal.fallback_reason is None and optimal.fallback_error is None
+    assert "optimum: start at 2026-11-21T03:00:00+00:00 at 270 gCO2eq/kWh" in optimal.summary()
+    fallback = Decision.from_dict(old["fallback"])
+    assert fallback.used_fallback and fallback.fallback_reason is FallbackReason.UNAVAILABLE
+    assert fallback.fallback_error == old["fallback"]["fallback_reason"]
+    assert fallback.release_reason is ReleaseReason.FALLBACK_TIME
+    assert "fallback (02:00): start at 2026-11-21T01:00:00+00:00; why: unavailable" in fallback.summary()
+    # and it is written back in this schema's shape, which loads to the same record
+    again = fallback.to_dict()
+    assert "intensity_if_now" not in again and Decision.from_dict(again) == fallback
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("AuthenticationError: electricitymaps, HTTP 401: refused", FallbackReason.AUTHENTICATION),
+        ("BadPayloadError: zeros", FallbackReason.BAD_PAYLOAD),
+        ("ForecastCoverageError: short", FallbackReason.FORECAST_UNUSABLE),
+        ("AirflowNotFoundException: The conn_id `x` isn't defined", FallbackReason.ERROR),
+        ("no forecast", FallbackReason.NO_FORECAST),
+    ],
+)
+def test_schema_1_fallback_texts_map_onto_the_enum(text, reason):
+    data = {**json.loads((FIXTURES / "decision_v1.json").read_text())["fallback"], "fallback_reason": text}
+    assert Decision.from_dict(data).fallback_reason is reason
+
+
+def test_a_newer_record_with_unknown_fields_still_loads():
+    data = {**plan(spec(), FC, now=T0).to_dict(), "schema_version": 3, "something_new": 1}
+    assert Decision.from_dict(data).planned_start == T0 + 4 * H
