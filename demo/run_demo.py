@@ -92,12 +92,15 @@ def fetch_forecast(port: int) -> list[tuple[datetime, float]]:
 
 
 def print_forecast(points: list[tuple[datetime, float]], midnight_real: datetime) -> None:
-    low, high = min(v for _, v in points), max(v for _, v in points)
-    print(f"\n24-hour forecast for {ZONE} (simulated clock; gCO2eq/kWh):")
-    for when, value in points[:13]:
+    """The hours a 2-hour job that must finish by 08:00 can run in: simulated 00:00 to 07:00."""
+    deadline = real_of(8, midnight_real)
+    shown = [(when, value) for when, value in points if midnight_real <= when < deadline]
+    low, high = min(v for _, v in shown), max(v for _, v in shown)
+    print(f"\nforecast for {ZONE} up to the deadline (simulated clock; gCO2eq/kWh):")
+    for when, value in shown:
         bar = "#" * int(1 + 40 * (value - low) / max(high - low, 1))
         print(f"  {sim_hours(when, midnight_real)}  {value:6.0f}  {bar}")
-    print("  ... (a 2-hour job that must finish by 08:00 can start from 00:00 to 06:00)")
+    print("  (a 2-hour job that must finish by 08:00 can start from 00:00 to 06:00)")
 
 
 def window_mean(points: list[tuple[datetime, float]], start: datetime) -> float:
@@ -158,6 +161,8 @@ def main() -> int:
             }
         )
         print(f"simulator: http://127.0.0.1:{port} (one simulated hour = {3600 / SPEED:g} s; 00:00 = now)")
+        # ask once simulated midnight has come, so the forecast starts at 00:00 rather than in the hour before
+        time.sleep(max((midnight_real - datetime.now(timezone.utc)).total_seconds(), 0) + 0.05)
         points = fetch_forecast(port)
         print_forecast(points, midnight_real)
         # the DAG's production values (2 h job, done by 08:00, fallback 02:00) on the simulator's clock

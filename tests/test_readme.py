@@ -20,3 +20,13 @@ def test_first_example_runs_as_documented():
     printed = out.getvalue().splitlines()
     assert promised and promised[0] == printed[0]
     assert len(printed) == 4  # the window, then three ranked options
+
+
+def test_the_decision_record_table_is_the_dataclass():
+    from airflow_provider_carbon.core.decision import Decision
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("### The decision record", 1)[1].split("\n#", 1)[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| (.*) \|$", section, re.M))
+    expected = {name: doc.replace("``", "`") for name, doc in Decision.field_docs().items()}
+    assert rows == expected
