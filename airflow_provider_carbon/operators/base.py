@@ -123,6 +123,8 @@ def parse_plan(value: Any) -> dict[str, Any] | None:
 # -- docstrings: each class documents its own arguments, its bases' are appended -----------------------------------
 
 _PARAM = re.compile(r"^[ \t]*:param (\w+):")
+#: class -> the ``:param`` entries its own docstring writes
+_OWN_PARAM_DOCS: dict[type, dict[str, str]] = {}
 
 
 def _param_blocks(doc: str) -> dict[str, str]:
@@ -146,9 +148,9 @@ def _own_param_docs(cls: type) -> dict[str, str]:
     """The ``:param`` entries a class of this package writes itself (never Airflow's own, which it documents)."""
     if not cls.__module__.startswith("airflow_provider_carbon."):
         return {}
-    if "_own_param_docs" not in cls.__dict__:
-        cls._own_param_docs = _param_blocks(cls.__dict__.get("__doc__") or "")  # type: ignore[attr-defined]
-    return cls.__dict__["_own_param_docs"]
+    if cls not in _OWN_PARAM_DOCS:  # read before _complete_param_docs extends the docstring
+        _OWN_PARAM_DOCS[cls] = _param_blocks(cls.__dict__.get("__doc__") or "")
+    return _OWN_PARAM_DOCS[cls]
 
 
 def _complete_param_docs(cls: type) -> None:
