@@ -237,6 +237,13 @@ class Decision:
     forecast_generated_at: datetime | None = field(
         default=None, metadata=_doc("when the service made the forecast, if it says (UTC)")
     )
+    forecast: dict[str, Any] | None = field(
+        default=None,
+        metadata=_doc(
+            "the part of the forecast the plan used (from the run's start to the deadline plus the job), compact: "
+            "``start``, ``end``, ``step_s`` (or ``offsets_s``), ``values``; ``Forecast.from_compact`` reads it"
+        ),
+    )
     used_fallback: bool = field(default=False, metadata=_doc("``true`` when no usable forecast chose the start"))
     fallback_reason: FallbackReason | None = field(
         default=None,
@@ -249,6 +256,10 @@ class Decision:
         default=None, metadata=_doc("the error behind ``fallback_reason``, as ``Type: message`` (no credentials)")
     )
     fallback: str | None = field(default=None, metadata=_doc("the fallback policy: ``02:00``, ``now`` or ``fail``"))
+    fallback_start: datetime | None = field(
+        default=None,
+        metadata=_doc("when the fallback policy would start the job (UTC; the saving's second baseline)"),
+    )
     timezone: str | None = field(default=None, metadata=_doc("timezone of the fallback time (IANA name)"))
     alternatives: tuple[dict[str, Any], ...] = field(
         default=(), metadata=_doc("the best non-overlapping windows: ``start``, ``mean_intensity``, ``saving_pct``")
@@ -307,6 +318,7 @@ class Decision:
             "latest_start",
             "decided_at",
             "forecast_generated_at",
+            "fallback_start",
             "released_at",
         ):
             values[key] = _dt(values.get(key))
@@ -424,6 +436,7 @@ def plan(
         "decided_at": now,
         "latest_start": spec.latest_start,
         "fallback": str(spec.fallback),
+        "fallback_start": spec.fallback.start(spec.anchor, spec.timezone, spec.latest_start),
         "timezone": spec.timezone,
     }
     if now >= spec.latest_start:
@@ -486,12 +499,22 @@ def _forecast_meta(spec: PlanSpec, forecast: Forecast | None) -> dict[str, Any]:
     if forecast is None:
         return {"zone": spec.zone}
     return {
+        "forecast": _used_part(spec, forecast),
         "zone": forecast.zone or spec.zone,
         "source": forecast.source,
         "signal": forecast.signal.value,
         "unit": forecast.unit,
         "forecast_generated_at": forecast.generated_at,
     }
+
+
+def _used_part(spec: PlanSpec, forecast: Forecast) -> dict[str, Any] | None:
+    """The forecast from the run's start to the deadline plus the job, compact, for the record (the Carbon view draws
+    it; accounting falls back to it when history is unavailable)."""
+    try:
+        return forecast.window(spec.anchor, max(spec.latest_start + spec.duration, spec.anchor)).to_compact()
+    except ValueError:  # nothing of it overlaps: the record needs no copy
+        return None
 
 
 def _from_forecast(

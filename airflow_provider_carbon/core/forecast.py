@@ -423,6 +423,68 @@ class Forecast:
             max_gap=None,
         )
 
+    def window(self, start: datetime, end: datetime) -> Forecast:
+        """The steps that overlap ``[start, end)``, whole (so means inside the window are unchanged).
+
+        :raises ValueError: if no step overlaps.
+        """
+        a, b = self.offset_us(start), self.offset_us(end)
+        first = max(int(np.searchsorted(self._offsets, a, side="right")) - 1, 0)
+        last = min(int(np.searchsorted(self._offsets, b, side="left")), len(self._values))
+        if not a < b or first >= last or b <= 0 or a >= self._offsets[-1]:
+            raise ValueError(f"[{start.isoformat()}, {end.isoformat()}) does not overlap the forecast")
+        return Forecast(
+            self._bounds[first : last + 1].copy(),
+            self._values[first:last].copy(),
+            self._estimated[first:last].copy(),
+            zone=self.zone,
+            signal=self.signal,
+            unit=self.unit,
+            source=self.source,
+            generated_at=self.generated_at,
+        )
+
+    def to_compact(self, digits: int = 1) -> dict[str, Any]:
+        """A small JSON form for records (the decision keeps the forecast its plan used): a start, one step when
+        the steps are regular (else every offset), values rounded to ``digits``. :meth:`from_compact` reverses it."""
+        widths = np.diff(self._offsets)
+        data: dict[str, Any] = {
+            "zone": self.zone,
+            "signal": self.signal.value,
+            "unit": self.unit,
+            "source": self.source,
+            "generated_at": self.generated_at.isoformat() if self.generated_at else None,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "values": [round(v, digits) for v in self._values.tolist()],
+        }
+        if np.all(widths == widths[0]):
+            data["step_s"] = float(widths[0]) / 1e6
+        else:
+            data["offsets_s"] = [float(o) / 1e6 for o in self._offsets[:-1].tolist()]
+        return data
+
+    @classmethod
+    def from_compact(cls, data: dict[str, Any]) -> Forecast:
+        """Rebuild a forecast from :meth:`to_compact` output (validated again)."""
+        start = datetime.fromisoformat(data["start"])
+        values = data["values"]
+        if "step_s" in data:
+            offsets = [i * float(data["step_s"]) for i in range(len(values))]
+        else:
+            offsets = [float(o) for o in data["offsets_s"]]
+        generated = data.get("generated_at")
+        return cls.from_points(
+            [(start + timedelta(seconds=o), v) for o, v in zip(offsets, values, strict=True)],
+            end=datetime.fromisoformat(data["end"]),
+            zone=data.get("zone"),
+            signal=data.get("signal", Signal.AVERAGE),
+            unit=data.get("unit", DEFAULT_UNIT),
+            source=data.get("source"),
+            generated_at=datetime.fromisoformat(generated) if generated else None,
+            max_gap=None,
+        )
+
     @property
     def offsets_us(self) -> np.ndarray:
         """Step boundaries as microseconds from :attr:`start`: ``len(self) + 1`` read-only values, the last being

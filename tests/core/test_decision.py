@@ -238,3 +238,22 @@ def test_schema_1_fallback_texts_map_onto_the_enum(text, reason):
 def test_a_newer_record_with_unknown_fields_still_loads():
     data = {**plan(spec(), FC, now=T0).to_dict(), "schema_version": 3, "something_new": 1}
     assert Decision.from_dict(data).planned_start == T0 + 4 * H
+
+
+def test_the_record_keeps_the_forecast_it_used_and_the_fallback_start():
+    d = plan(spec(), FC, now=T0 + timedelta(minutes=7))
+    used = Forecast.from_compact(d.forecast)
+    # from the run's start to the deadline plus the job: 00:00 to 12:00 Berlin, all of it the forecast's values
+    assert used.start == T0 and used.end == T0 + 12 * H
+    assert used.values.tolist() == FC.values.tolist()[:12]
+    assert d.fallback_start == T0 + 2 * H  # 02:00 Berlin
+    down = plan(spec(), None, now=T0, error=DOWN)
+    assert down.forecast is None and down.fallback_start == T0 + 2 * H == down.planned_start
+    assert plan(spec(fallback=FallbackPolicy.parse("fail")), FC, now=T0).fallback_start is None
+
+
+def test_the_kept_forecast_stays_small():
+    step = timedelta(minutes=5)
+    long = Forecast.from_points([(T0 + i * step, 300 + (i % 37) * 1.2345) for i in range(72 * 12)], zone="DE")
+    d = plan(spec(latest_start=T0 + 70 * H), long, now=T0)
+    assert len(json.dumps(d.to_dict())) < 12_000  # 72 h at 5 min, values to 0.1 g

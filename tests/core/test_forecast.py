@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -241,3 +242,26 @@ def test_mean_and_value_are_plain_floats():
     fc = Forecast.from_points(hourly([300, 100, 200]))
     assert type(fc.mean(T0 + timedelta(minutes=30), T0 + 2 * H)) is float
     assert type(fc.value_at(T0)) is float
+
+
+def test_window_keeps_whole_overlapping_steps_and_compact_round_trips():
+    t0 = datetime(2025, 6, 1, 22, tzinfo=timezone.utc)
+    hour = timedelta(hours=1)
+    fc = Forecast.from_points([(t0 + i * hour, v) for i, v in enumerate([400, 300.04, 200, 100])], zone="DE")
+    part = fc.window(t0 + 1.5 * hour, t0 + 3 * hour)
+    assert part.to_points() == [(t0 + hour, 300.04), (t0 + 2 * hour, 200.0)] and part.end == t0 + 3 * hour
+    assert part.mean(t0 + 1.5 * hour, t0 + 3 * hour) == fc.mean(t0 + 1.5 * hour, t0 + 3 * hour)
+    with pytest.raises(ValueError, match="does not overlap"):
+        fc.window(t0 + 5 * hour, t0 + 6 * hour)
+    compact = fc.to_compact()
+    assert compact["step_s"] == 3600 and compact["values"] == [400, 300.0, 200, 100]
+    back = Forecast.from_compact(json.loads(json.dumps(compact)))
+    assert back.end == fc.end and back.zone == "DE" and back.values.tolist() == [400, 300, 200, 100]
+
+
+def test_compact_form_of_irregular_steps_keeps_every_offset():
+    t0 = datetime(2025, 6, 1, tzinfo=timezone.utc)
+    fc = Forecast.from_points([(t0, 1.0), (t0 + timedelta(minutes=30), 2.0), (t0 + timedelta(hours=2), 3.0)])
+    compact = fc.to_compact()
+    assert compact["offsets_s"] == [0, 1800, 7200] and "step_s" not in compact
+    assert Forecast.from_compact(compact).to_points() == fc.to_points()
