@@ -30,7 +30,8 @@ from airflow_provider_carbon.exceptions import (
     InvalidRequestError,
     NotEntitledError,
 )
-from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, format_utc, parse_timestamp
+from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location
+from airflow_provider_carbon.hooks.timeutil import format_utc, parse_timestamp
 
 __all__ = ["CarbonAwareSdkHook", "EmissionsPoint", "SdkForecast", "parse_timespan"]
 

@@ -29,7 +29,8 @@ from airflow_provider_carbon.exceptions import (
     InvalidRequestError,
     NotEntitledError,
 )
-from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, chunks, format_utc, parse_timestamp
+from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location
+from airflow_provider_carbon.hooks.timeutil import chunks, format_utc, parse_timestamp
 
 __all__ = ["ElectricityMapsHook", "ZoneAccess"]
 

@@ -24,7 +24,8 @@ import requests
 
 from airflow_provider_carbon.core.forecast import Forecast
 from airflow_provider_carbon.exceptions import BadPayloadError, CarbonApiError, InvalidRequestError
-from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, chunks, parse_timestamp
+from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location
+from airflow_provider_carbon.hooks.timeutil import chunks, parse_timestamp
 
 __all__ = ["UkCarbonIntensityHook"]
 

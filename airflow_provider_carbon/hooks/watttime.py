@@ -25,7 +25,8 @@ import requests
 
 from airflow_provider_carbon.core.forecast import Forecast, Signal
 from airflow_provider_carbon.exceptions import AuthenticationError, CarbonApiError, InvalidRequestError
-from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, chunks, parse_timestamp
+from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location
+from airflow_provider_carbon.hooks.timeutil import chunks, parse_timestamp
 
 __all__ = ["LBS_PER_MWH_TO_G_PER_KWH", "WattTimeHook"]
 

@@ -17,8 +17,8 @@ import time_machine
 from werkzeug import Response
 
 from airflow_provider_carbon.exceptions import BadPayloadError, CarbonError, ServiceUnavailableError
-from airflow_provider_carbon.hooks.base import parse_retry_after, parse_timestamp
 from airflow_provider_carbon.hooks.electricitymaps import ElectricityMapsHook
+from airflow_provider_carbon.hooks.timeutil import parse_retry_after, parse_timestamp
 from tests.conftest import REPO_ROOT
 from tests.hooks.conftest import TOKEN, em_forecast, requests_to
 
