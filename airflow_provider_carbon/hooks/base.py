@@ -19,13 +19,16 @@ and never with a credential in it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import functools
 import re
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import requests
 from airflow.sdk import BaseHook
@@ -36,6 +39,7 @@ from airflow_provider_carbon.exceptions import (
     CarbonApiError,
     InvalidForecastError,
     InvalidRequestError,
+    ServiceUnavailableError,
 )
 from airflow_provider_carbon.hooks import transport
 from airflow_provider_carbon.hooks.cache import forecast_cache
@@ -45,7 +49,46 @@ from airflow_provider_carbon.hooks.transport import Redactor, Transport, Transpo
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-__all__ = ["DEFAULTS", "CarbonIntensityHook", "Location"]
+__all__ = ["DEFAULTS", "CarbonIntensityHook", "Location", "bounded_by_deadline", "current_deadline"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The deadline of the public call running in this thread or task. A context variable, not hook state: a hook
+#: shared by threads (the region operators) or tasks (a trigger) must not pass one caller's deadline to another;
+#: ``asyncio.to_thread`` copies it into the worker thread of an ``aget_*`` twin.
+_DEADLINE: contextvars.ContextVar[datetime | None] = contextvars.ContextVar("carbon_call_deadline", default=None)
+
+
+def current_deadline() -> datetime | None:
+    """The deadline of the public hook call in progress (the earliest, when calls nest), or ``None``."""
+    return _DEADLINE.get()
+
+
+@contextlib.contextmanager
+def _deadline_scope(deadline: datetime | None) -> Iterator[datetime | None]:
+    if deadline is not None and deadline.tzinfo is None:
+        raise ValueError("deadline must be a tz-aware datetime")
+    outer = _DEADLINE.get()
+    effective = deadline if outer is None else outer if deadline is None else min(outer, deadline)
+    token = _DEADLINE.set(effective)
+    try:
+        yield effective
+    finally:
+        _DEADLINE.reset(token)
+
+
+def bounded_by_deadline(method: F) -> F:
+    """Make a public hook method honour its ``deadline=`` keyword: every request it makes, with all attempts and
+    waits, ends by then (nested calls keep the earliest deadline). The method declares ``deadline`` itself, for
+    its signature and documentation."""
+
+    @functools.wraps(method)
+    def wrapper(self: CarbonIntensityHook, *args: Any, **kwargs: Any) -> Any:
+        with _deadline_scope(kwargs.get("deadline")):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
 
 #: Defaults of the settings every connection may override in its extras (and a hook in its constructor).
 DEFAULTS: dict[str, Any] = {
@@ -161,14 +204,6 @@ class CarbonIntensityHook(BaseHook):
                 service=self.service,
                 hint=f"fix the '{name}' extra of connection {self.carbon_conn_id!r}",
             ) from None
-
-    def limit_time(self, seconds: float) -> None:
-        """Cap the timeouts and the retry budget of later calls at ``seconds``, for a caller with a deadline
-        (one call may still take up to ``max_attempts`` times that; callers that must not wait longer also bound
-        the call from outside)."""
-        limit = max(float(seconds), 0.1)
-        for name in ("connect_timeout", "timeout", "max_retry_wait"):
-            self._overrides[name] = min(self._number(name), limit)
 
     def flag(self, name: str) -> bool:
         """A yes/no setting. Extras set in a URI or an environment variable arrive as strings, and
@@ -297,6 +332,7 @@ class CarbonIntensityHook(BaseHook):
             auth=auth,
             zone=zone,
             allow_empty=allow_empty,
+            deadline=current_deadline(),
         )
 
     def error_detail(self, response: requests.Response) -> str:
@@ -339,15 +375,26 @@ class CarbonIntensityHook(BaseHook):
 
     # -- the common interface ---------------------------------------------------------------------------------------
 
-    def get_latest(self, zone: str | None = None, *, lat: float | None = None, lon: float | None = None) -> Forecast:
+    @bounded_by_deadline
+    def get_latest(
+        self,
+        zone: str | None = None,
+        *,
+        lat: float | None = None,
+        lon: float | None = None,
+        deadline: datetime | None = None,
+    ) -> Forecast:
         """The intensity in force now, as a one-point forecast (its ``end`` says until when it holds).
 
         :param zone: zone / region / location key; default: the connection's.
         :param lat: latitude instead of a zone, where the service supports it.
         :param lon: longitude instead of a zone.
+        :param deadline: a tz-aware instant by which the call has ended, retries included; then it raises
+            :class:`~airflow_provider_carbon.exceptions.ServiceUnavailableError`.
         """
         return self._fetch_latest(self.resolve_location(zone, lat, lon))
 
+    @bounded_by_deadline
     def get_forecast(
         self,
         zone: str | None = None,
@@ -358,6 +405,7 @@ class CarbonIntensityHook(BaseHook):
         granularity: timedelta | None = None,
         min_horizon: timedelta | None = None,
         use_cache: bool = True,
+        deadline: datetime | None = None,
     ) -> Forecast:
         """The current forecast, from the cache when fresh.
 
@@ -369,6 +417,9 @@ class CarbonIntensityHook(BaseHook):
         :param min_horizon: raise :class:`BadPayloadError` (``short_forecast``) unless the forecast covers at least
             this long from now; default: ``horizon`` minus one hour (services start at the current period).
         :param use_cache: ``False`` always asks the service.
+        :param deadline: a tz-aware instant by which the call has ended (retries, and waiting for another caller's
+            fetch of the same forecast, included); then it raises
+            :class:`~airflow_provider_carbon.exceptions.ServiceUnavailableError`.
         """
         location = self.resolve_location(zone, lat, lon)
         step = granularity or self.default_granularity
@@ -381,19 +432,30 @@ class CarbonIntensityHook(BaseHook):
             return self._fetch_forecast(location, asked, step).to_dict()
 
         ttl = self._number("cache_ttl") if use_cache else 0
-        payload = forecast_cache.get_or_fetch(
-            key,
-            fetch,
-            ttl=ttl,
-            cache_dir=self.setting("cache_dir"),
-            on_hit=lambda layer: self.log.info(
-                "%s: forecast for %s from the %s cache", self.service, location.label, layer
-            ),
-        )
+        clock = transport.Clock(current_deadline())
+        try:
+            payload = forecast_cache.get_or_fetch(
+                key,
+                fetch,
+                ttl=ttl,
+                cache_dir=self.setting("cache_dir"),
+                on_hit=lambda layer: self.log.info(
+                    "%s: forecast for %s from the %s cache", self.service, location.label, layer
+                ),
+                wait=clock.left(),
+            )
+        except TimeoutError:  # the cache's lock: another caller is fetching this forecast and did not finish in time
+            raise ServiceUnavailableError(
+                f"no answer within {clock.elapsed():.1f} s, before the deadline {clock.deadline.isoformat()}: another "
+                "caller's fetch of the same forecast was still running",
+                service=self.service,
+                zone=location.label,
+            ) from None
         forecast = Forecast.from_dict(payload)
         self._check_horizon(forecast, horizon if min_horizon is None else min_horizon, min_horizon is None)
         return forecast
 
+    @bounded_by_deadline
     def get_history(
         self,
         zone: str | None = None,
@@ -403,9 +465,12 @@ class CarbonIntensityHook(BaseHook):
         lat: float | None = None,
         lon: float | None = None,
         granularity: timedelta | None = None,
+        deadline: datetime | None = None,
     ) -> Forecast:
         """Measured (or best-known) intensities over ``[start, end)``, for carbon accounting.
 
+        :param deadline: a tz-aware instant by which the call has ended, every chunk of a long range and the retries
+            included; then it raises :class:`~airflow_provider_carbon.exceptions.ServiceUnavailableError`.
         :raises ValueError: if the range is empty or naive.
         """
         if start.tzinfo is None or end.tzinfo is None or not start < end:
@@ -423,26 +488,34 @@ class CarbonIntensityHook(BaseHook):
 
     # -- async twins, for triggers ------------------------------------------------------------------------------
 
-    async def _aload_connection(self) -> None:
+    async def _aload_connection(self, deadline: datetime | None = None) -> None:
         # The connection must be read with the async API inside an event loop (the sync one can deadlock the
         # triggerer); the HTTP call itself then runs in a worker thread with the connection already in hand.
-        if self._connection is None:
-            self._connection = await self.aget_connection(self.carbon_conn_id)
+        if self._connection is not None:
+            return
+        left = transport.Clock(deadline).left()
+        try:
+            self._connection = await asyncio.wait_for(self.aget_connection(self.carbon_conn_id), left)
+        except asyncio.TimeoutError:
+            raise ServiceUnavailableError(
+                f"the connection {self.carbon_conn_id!r} could not be read before the deadline {deadline}",
+                service=self.service,
+            ) from None
 
-    async def aget_latest(self, *args: Any, **kwargs: Any) -> Forecast:
-        """:meth:`get_latest` without blocking the event loop."""
-        await self._aload_connection()
-        return await asyncio.to_thread(self.get_latest, *args, **kwargs)
+    async def aget_latest(self, *args: Any, deadline: datetime | None = None, **kwargs: Any) -> Forecast:
+        """:meth:`get_latest` without blocking the event loop; ``deadline`` bounds reading the connection too."""
+        await self._aload_connection(deadline)
+        return await asyncio.to_thread(self.get_latest, *args, deadline=deadline, **kwargs)
 
-    async def aget_forecast(self, *args: Any, **kwargs: Any) -> Forecast:
-        """:meth:`get_forecast` without blocking the event loop."""
-        await self._aload_connection()
-        return await asyncio.to_thread(self.get_forecast, *args, **kwargs)
+    async def aget_forecast(self, *args: Any, deadline: datetime | None = None, **kwargs: Any) -> Forecast:
+        """:meth:`get_forecast` without blocking the event loop; ``deadline`` bounds reading the connection too."""
+        await self._aload_connection(deadline)
+        return await asyncio.to_thread(self.get_forecast, *args, deadline=deadline, **kwargs)
 
-    async def aget_history(self, *args: Any, **kwargs: Any) -> Forecast:
-        """:meth:`get_history` without blocking the event loop."""
-        await self._aload_connection()
-        return await asyncio.to_thread(self.get_history, *args, **kwargs)
+    async def aget_history(self, *args: Any, deadline: datetime | None = None, **kwargs: Any) -> Forecast:
+        """:meth:`get_history` without blocking the event loop; ``deadline`` bounds reading the connection too."""
+        await self._aload_connection(deadline)
+        return await asyncio.to_thread(self.get_history, *args, deadline=deadline, **kwargs)
 
     async def atest_connection(self) -> tuple[bool, str]:
         """:meth:`test_connection` without blocking the event loop."""

@@ -6,6 +6,9 @@ failures turn into the typed :class:`~airflow_provider_carbon.exceptions.CarbonA
 * connection errors, timeouts, 5xx and 429 are retried with tenacity (exponential back-off with jitter, or exactly
   the ``Retry-After`` the service asked for) within a bounded number of attempts and a bounded total wait;
 * 400/401/403/404 are never retried;
+* a call may carry a deadline (a tz-aware instant): all its attempts, the waits between them, connect and body end
+  by then, each attempt's timeouts capped to the time left, and the call raises
+  :class:`~airflow_provider_carbon.exceptions.ServiceUnavailableError` saying so when time is up;
 * no text from a response or a request reaches an exception or a log line without passing one
   :class:`Redactor`, which knows every secret of the connection.
 """
@@ -16,6 +19,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -47,6 +51,8 @@ __all__ = [
 
 HOMEPAGE = "https://github.com/airflow-provider-carbon/airflow-provider-carbon"
 T = TypeVar("T")
+#: an attempt with less time left than this is not started: it could only time out
+MIN_ATTEMPT_S = 0.05
 Params = Mapping[str, Any] | list[tuple[str, Any]] | None
 
 
@@ -121,6 +127,60 @@ def error_for_status(response: requests.Response, detail: str, *, service: str, 
     return InvalidRequestError(detail, **common)
 
 
+class Clock:
+    """The time left until a call's deadline, on the monotonic clock (immune to wall-clock jumps mid-call).
+
+    :param deadline: a tz-aware instant, or ``None`` for no deadline.
+    :raises ValueError: if ``deadline`` is naive.
+    """
+
+    def __init__(self, deadline: datetime | None) -> None:
+        if deadline is not None and deadline.tzinfo is None:
+            raise ValueError("deadline must be a tz-aware datetime")
+        self.deadline = deadline
+        self.started = time.monotonic()
+        self.ends = None
+        if deadline is not None:
+            self.ends = self.started + (deadline - datetime.now(timezone.utc)).total_seconds()
+
+    def left(self) -> float | None:
+        """Seconds until the deadline (negative once past), or ``None`` without one."""
+        return None if self.ends is None else self.ends - time.monotonic()
+
+    def cap(self, seconds: float) -> float:
+        """``seconds``, or the time left if that is shorter (never below a millisecond: 0 would mean no timeout)."""
+        left = self.left()
+        return seconds if left is None else max(min(seconds, left), 0.001)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+class _StopAtDeadline(tenacity.stop.stop_base):
+    """Stop when the next attempt would start too close to the deadline, or after it (tenacity computes the
+    upcoming sleep before it asks whether to stop). Remembers that it fired, so the error can say why."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.fired = False
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        left = self.clock.left()
+        if left is not None and retry_state.upcoming_sleep + MIN_ATTEMPT_S >= left:
+            self.fired = True
+        return self.fired
+
+
+class _StopAfterWaiting(tenacity.stop.stop_base):
+    """Stop when the waits between attempts would add up to more than ``budget`` seconds."""
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return retry_state.idle_for + retry_state.upcoming_sleep > self.budget
+
+
 class Transport:
     """One HTTP session of one hook, and the way every request of that hook travels.
 
@@ -161,18 +221,22 @@ class Transport:
         auth: tuple[str, str] | None = None,
         zone: str | None = None,
         allow_empty: bool = False,
+        deadline: datetime | None = None,
     ) -> Any:
         """GET ``url`` and return the parsed JSON body, retrying transient failures.
 
         :param label: how messages name the request (the path below the service root).
         :param error_from_response: maps an error response to its typed exception (the service knows its shapes).
         :param allow_empty: return ``None`` for an empty body or 204 instead of raising :class:`BadPayloadError`.
-        :raises CarbonApiError: the typed failure, with ``attempts`` set.
+        :param deadline: a tz-aware instant by which the whole call (attempts and waits) has ended.
+        :raises CarbonApiError: the typed failure, with ``attempts`` set; :class:`ServiceUnavailableError` when the
+            deadline comes first.
         """
-        timeouts = (settings.connect_timeout, settings.read_timeout)
+        clock = Clock(deadline)
 
         def attempt() -> Any:
             started = time.monotonic()
+            timeouts = (clock.cap(settings.connect_timeout), clock.cap(settings.read_timeout))
             try:
                 response = self.session.get(url, params=params, headers=headers, auth=auth, timeout=timeouts)
             except requests.Timeout:
@@ -209,14 +273,32 @@ class Transport:
                 raise error_from_response(response, zone)
             return self._parse_body(response, label, zone, allow_empty)
 
-        return self.with_retries(attempt, settings)
+        return self.with_retries(attempt, settings, clock=clock, label=label, zone=zone)
 
-    def with_retries(self, attempt: Callable[[], T], settings: TransportSettings) -> T:
-        """Call ``attempt`` until it succeeds, fails for good, or the attempts or the retry-wait budget run out."""
-        max_attempts = max(1, int(settings.max_attempts))
-        budget = settings.max_retry_wait
+    def with_retries(
+        self,
+        attempt: Callable[[], T],
+        settings: TransportSettings,
+        *,
+        clock: Clock | None = None,
+        label: str = "the service",
+        zone: str | None = None,
+    ) -> T:
+        """Call ``attempt`` until it succeeds, fails for good, or the attempts, the retry-wait budget or the time
+        before the deadline run out."""
+        clock = clock or Clock(None)
         backoff = settings.retry_backoff
+        at_deadline = _StopAtDeadline(clock)
+        # the order matters only for the message: running out of attempts or of waiting budget says so itself
+        stop = tenacity.stop_after_attempt(max(1, settings.max_attempts)) | _StopAfterWaiting(settings.max_retry_wait)
+        stop = stop | at_deadline
         count = 0
+        left = clock.left()
+        if left is not None and left < MIN_ATTEMPT_S:
+            err = self._deadline_error(clock, label, zone, None)
+            err.attempts = 0
+            self.log.error("%s: giving up: %s", self.service, err)
+            raise err
 
         def counted() -> T:
             nonlocal count
@@ -231,10 +313,6 @@ class Transport:
             # exponential with "equal jitter": never less than half the step, so retries spread out
             step = backoff * 2 ** (state.attempt_number - 1)
             return step / 2 + random.uniform(0, step / 2)
-
-        def stop(state: tenacity.RetryCallState) -> bool:
-            # tenacity computes the upcoming sleep before asking to stop, so the total wait stays within budget
-            return state.attempt_number >= max_attempts or state.idle_for + state.upcoming_sleep > budget
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -257,9 +335,31 @@ class Transport:
             return retrying(counted)
         except CarbonApiError as err:
             err.attempts = count
+            if at_deadline.fired and err.retryable:
+                final = self._deadline_error(clock, label, zone, err)
+                final.attempts = count
+                self.log.error("%s: giving up: %s", self.service, final)
+                raise final from err
             if count > 1 or not err.retryable:
                 self.log.error("%s: giving up: %s", self.service, err)
             raise
+
+    def _deadline_error(
+        self, clock: Clock, label: str, zone: str | None, last: CarbonApiError | None
+    ) -> ServiceUnavailableError:
+        assert clock.deadline is not None
+        detail = (
+            f"no answer from {label} within {clock.elapsed():.1f} s, before the deadline {clock.deadline.isoformat()}"
+        )
+        if last is not None:
+            detail += f" (last attempt: {last.detail})"
+        return ServiceUnavailableError(
+            detail,
+            service=self.service,
+            zone=zone,
+            status=last.status if last is not None else None,
+            hint="the caller's deadline came first; its fallback policy decides what happens now",
+        )
 
     def _parse_body(self, response: requests.Response, label: str, zone: str | None, allow_empty: bool) -> Any:
         if response.status_code == 204 or not response.content.strip():

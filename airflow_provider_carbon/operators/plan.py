@@ -188,13 +188,13 @@ class CarbonPlanningMixin:
             return None, ServiceUnavailableError(
                 f"no time left to ask before {until.isoformat()}", service=hook.service
             )
-        hook.limit_time(budget)
+        deadline = datetime.now(timezone.utc) + timedelta(seconds=budget)
         outcome: dict[str, Any] = {}
 
         def call() -> None:
             try:
                 outcome["forecast"] = hook.get_forecast(
-                    self.zone, lat=self.lat, lon=self.lon, **spec.forecast_request(now)
+                    self.zone, lat=self.lat, lon=self.lon, **spec.forecast_request(now), deadline=deadline
                 )
             except Exception as err:  # carbon data must never break the pipeline: the fallback policy decides
                 outcome["error"] = err

@@ -275,21 +275,6 @@ def test_settings_precedence(httpserver, connection):
     assert hook.setting("max_attempts") == 4  # default
 
 
-def test_limit_time_caps_timeouts_and_retry_budget(httpserver, connection):
-    connection(
-        "em_limit",
-        "electricitymaps",
-        httpserver.url_for("/v3"),
-        password=TOKEN,
-        extra={"timeout": 10, "connect_timeout": 5, "max_retry_wait": 30},
-    )
-    hook = ElectricityMapsHook("em_limit")
-    hook.limit_time(2.5)
-    assert [hook._number(n) for n in ("timeout", "connect_timeout", "max_retry_wait")] == [2.5, 2.5, 2.5]
-    hook.limit_time(60)  # never loosens what was set
-    assert hook._number("timeout") == 2.5
-
-
 def test_base_url_with_port_field(connection):
     connection("em_port", "electricitymaps", "http://127.0.0.1/v3", password=TOKEN)
     os.environ["AIRFLOW_CONN_EM_PORT"] = json.dumps({**json.loads(os.environ["AIRFLOW_CONN_EM_PORT"]), "port": 8081})
