@@ -43,7 +43,7 @@ from airflow_provider_carbon.exceptions import (
 )
 from airflow_provider_carbon.hooks import transport
 from airflow_provider_carbon.hooks.cache import forecast_cache
-from airflow_provider_carbon.hooks.timeutil import ceil_hours, format_hours
+from airflow_provider_carbon.hooks.timeutil import HOUR, ceil_hours, format_hours
 from airflow_provider_carbon.hooks.transport import Redactor, Transport, TransportSettings
 
 if TYPE_CHECKING:
@@ -139,6 +139,8 @@ class CarbonIntensityHook(BaseHook):
     default_host: ClassVar[str | None] = None
     #: what the service's numbers mean
     signal: ClassVar[Signal] = Signal.AVERAGE
+    #: the longest forecast the service publishes; :meth:`get_forecast` asks for no more (each service sets it)
+    max_horizon: ClassVar[timedelta] = timedelta(hours=72)
 
     def __init__(
         self,
@@ -412,10 +414,12 @@ class CarbonIntensityHook(BaseHook):
         :param zone: zone / region / location key; default: the connection's.
         :param lat: latitude instead of a zone, where the service supports it.
         :param lon: longitude instead of a zone.
-        :param horizon: how far ahead to ask for.
+        :param horizon: how far ahead to ask for; capped at :attr:`max_horizon`, the longest the service publishes
+            (a long deadline then gets the longest forecast there is, not an error).
         :param granularity: step (5 min, 15 min, 1 h) where the service offers a choice; default: the connection's.
         :param min_horizon: raise :class:`BadPayloadError` (``short_forecast``) unless the forecast covers at least
-            this long from now; default: ``horizon`` minus one hour (services start at the current period).
+            this long from now; default: ``horizon`` minus one hour (services start at the current period). Capped at
+            :attr:`max_horizon` minus that hour too.
         :param use_cache: ``False`` always asks the service.
         :param deadline: a tz-aware instant by which the call has ended (retries, and waiting for another caller's
             fetch of the same forecast, included); then it raises
@@ -423,6 +427,12 @@ class CarbonIntensityHook(BaseHook):
         """
         location = self.resolve_location(zone, lat, lon)
         step = granularity or self.default_granularity
+        # The service's limit, not the caller's: asking for more only turns a long deadline into a short_forecast
+        # error. A forecast starts at the current period, so "the longest there is" covers max_horizon less (up to)
+        # one period from now: the needed coverage is capped an hour below it, as for a defaulted min_horizon.
+        horizon = min(horizon, self.max_horizon)
+        if min_horizon is not None:
+            min_horizon = min(min_horizon, max(self.max_horizon - HOUR, timedelta(0)))
         asked = ceil_hours(horizon)  # whole hours: one request and one cache key per hour of a shrinking horizon
         key = "|".join(
             str(p) for p in (self.service, self.base_url, location.label, step, asked, *self.cache_key_extras())

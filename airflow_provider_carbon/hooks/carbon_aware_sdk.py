@@ -95,6 +95,9 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
     default_conn_name = "carbon_aware_sdk_default"
     hook_name = "Carbon Aware SDK (WebAPI)"
     service = "carbon_aware_sdk"
+    # The WebAPI passes no horizon upstream (CASDK #617), so it serves its data source's default: 24 h from
+    # Electricity Maps (horizonHours default) and from WattTime (horizon_hours default) alike (reference 2.5, 1.2, 3.2)
+    max_horizon = timedelta(hours=24)
 
     @property
     def default_zone(self) -> str | None:

@@ -86,6 +86,7 @@ class ElectricityMapsHook(CarbonIntensityHook):
     hook_name = "Electricity Maps"
     service = "electricitymaps"
     default_host = "https://api.electricitymaps.com/v3"
+    max_horizon = timedelta(hours=72)  # horizonHours up to 72 (reference 1.2; available horizons depend on plan)
 
     # -- settings -----------------------------------------------------------------------------------------------
 

@@ -55,6 +55,7 @@ class UkCarbonIntensityHook(CarbonIntensityHook):
     hook_name = "UK Carbon Intensity (NESO)"
     service = "uk_carbon_intensity"
     default_host = "https://api.carbonintensity.org.uk"
+    max_horizon = timedelta(hours=48)  # fw48h is the longest forecast route (reference 4)
 
     def resolve_location(self, zone: str | None, lat: float | None, lon: float | None) -> Location:
         if zone is None and (lat is not None or lon is not None):

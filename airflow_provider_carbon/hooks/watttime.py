@@ -56,6 +56,7 @@ class WattTimeHook(CarbonIntensityHook):
     hook_name = "WattTime"
     service = "watttime"
     default_host = "https://api.watttime.org"
+    max_horizon = timedelta(hours=72)  # /v3/forecast horizon_hours 0-72 (reference 3.2)
 
     # tokens shared by every hook of a process, per (host, username): a login costs 1 of 100 allowed per 5 min
     _tokens: ClassVar[dict[tuple[str, str], tuple[str, float]]] = {}
