@@ -1,4 +1,4 @@
-"""What every carbon-intensity hook shares: connection settings, one HTTP session, timeouts, retries, cache, async.
+"""The interface every carbon-intensity hook implements: connection settings, cache, async twins, test_connection.
 
 A service hook (Electricity Maps, Carbon Aware SDK, WattTime, UK Carbon Intensity) only says how to ask its API and
 how to read the answer; this base turns that into one interface returning validated core
@@ -10,9 +10,8 @@ how to read the answer; this base turns that into one interface returning valida
 * ``aget_*`` twins that never block an event loop (for triggers);
 * :meth:`CarbonIntensityHook.test_connection`.
 
-Failure policy, the same for every service: connection errors, timeouts, 5xx and 429 are retried with tenacity
-(exponential back-off with jitter, or exactly the ``Retry-After`` the service asked for) within a bounded number of
-attempts and a bounded total wait; 400/401/403/404 are never retried. Every failure surfaces as one of the typed
+How a request travels (session, timeouts, retries, redaction) is :mod:`airflow_provider_carbon.hooks.transport`;
+the time helpers are :mod:`airflow_provider_carbon.hooks.timeutil`. Every failure surfaces as one of the typed
 :class:`~airflow_provider_carbon.exceptions.CarbonApiError` subclasses, with status, service, zone and a hint,
 and never with a credential in it.
 """
@@ -20,44 +19,76 @@ and never with a credential in it.
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import math
-import random
+import contextlib
+import contextvars
+import functools
 import re
-import time
 from abc import abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import requests
-import tenacity
 from airflow.sdk import BaseHook
-from requests.exceptions import ChunkedEncodingError, ContentDecodingError
 
-from airflow_provider_carbon import __version__
 from airflow_provider_carbon.core.forecast import Forecast, Signal
 from airflow_provider_carbon.exceptions import (
-    AuthenticationError,
     BadPayloadError,
     CarbonApiError,
     InvalidForecastError,
     InvalidRequestError,
-    NotEntitledError,
-    RateLimitedError,
     ServiceUnavailableError,
 )
+from airflow_provider_carbon.hooks import transport
 from airflow_provider_carbon.hooks.cache import forecast_cache
+from airflow_provider_carbon.hooks.timeutil import HOUR, ceil_hours, format_hours
+from airflow_provider_carbon.hooks.transport import Redactor, Transport, TransportSettings
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-__all__ = ["CarbonIntensityHook", "Location", "parse_timestamp"]
+__all__ = ["DEFAULTS", "CarbonIntensityHook", "Location", "bounded_by_deadline", "current_deadline"]
 
-HOMEPAGE = "https://github.com/airflow-provider-carbon/airflow-provider-carbon"
-T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The deadline of the public call running in this thread or task. A context variable, not hook state: a hook
+#: shared by threads (the region operators) or tasks (a trigger) must not pass one caller's deadline to another;
+#: ``asyncio.to_thread`` copies it into the worker thread of an ``aget_*`` twin.
+_DEADLINE: contextvars.ContextVar[datetime | None] = contextvars.ContextVar("carbon_call_deadline", default=None)
+
+
+def current_deadline() -> datetime | None:
+    """The deadline of the public hook call in progress (the earliest, when calls nest), or ``None``."""
+    return _DEADLINE.get()
+
+
+@contextlib.contextmanager
+def _deadline_scope(deadline: datetime | None) -> Iterator[datetime | None]:
+    if deadline is not None and deadline.tzinfo is None:
+        raise ValueError("deadline must be a tz-aware datetime")
+    outer = _DEADLINE.get()
+    effective = deadline if outer is None else outer if deadline is None else min(outer, deadline)
+    token = _DEADLINE.set(effective)
+    try:
+        yield effective
+    finally:
+        _DEADLINE.reset(token)
+
+
+def bounded_by_deadline(method: F) -> F:
+    """Make a public hook method honour its ``deadline=`` keyword: every request it makes, with all attempts and
+    waits, ends by then (nested calls keep the earliest deadline). The method declares ``deadline`` itself, for
+    its signature and documentation."""
+
+    @functools.wraps(method)
+    def wrapper(self: CarbonIntensityHook, *args: Any, **kwargs: Any) -> Any:
+        with _deadline_scope(kwargs.get("deadline")):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
 
 #: Defaults of the settings every connection may override in its extras (and a hook in its constructor).
 DEFAULTS: dict[str, Any] = {
@@ -84,50 +115,6 @@ class Location:
         return self.zone if self.zone is not None else f"{self.lat},{self.lon}"
 
 
-_HOUR = timedelta(hours=1)
-
-
-def parse_timestamp(value: str) -> datetime:
-    """Parse the ISO 8601 forms the carbon APIs send into an aware UTC datetime.
-
-    Handles a trailing ``Z``, any number of fractional digits (.NET sends up to 7 and trims trailing zeros, while
-    ``datetime.fromisoformat`` on Python 3.10 takes exactly 3 or 6), and minute-only times (``2018-01-20T12:00Z``,
-    UK API).
-
-    :raises ValueError: if it does not parse or has no offset.
-    """
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    text = re.sub(r"\.(\d+)", lambda m: "." + (m.group(1) + "000000")[:6], text)  # microseconds, 6 digits
-    text = re.sub(r"T(\d{2}:\d{2})(?=[+-])", r"T\1:00", text)  # HH:MM without seconds
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        raise ValueError(f"timestamp {value!r} has no UTC offset")
-    return moment.astimezone(timezone.utc)
-
-
-def format_utc(moment: datetime) -> str:
-    """ISO 8601 in UTC with a ``Z``, the strict form Electricity Maps and WattTime accept."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or ``None``."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-
-
 class CarbonIntensityHook(BaseHook):
     """Base of the carbon-intensity hooks: one connection, one session, one failure policy, one interface.
 
@@ -152,6 +139,8 @@ class CarbonIntensityHook(BaseHook):
     default_host: ClassVar[str | None] = None
     #: what the service's numbers mean
     signal: ClassVar[Signal] = Signal.AVERAGE
+    #: the longest forecast the service publishes; :meth:`get_forecast` asks for no more (each service sets it)
+    max_horizon: ClassVar[timedelta] = timedelta(hours=72)
 
     def __init__(
         self,
@@ -218,14 +207,6 @@ class CarbonIntensityHook(BaseHook):
                 hint=f"fix the '{name}' extra of connection {self.carbon_conn_id!r}",
             ) from None
 
-    def limit_time(self, seconds: float) -> None:
-        """Cap the timeouts and the retry budget of later calls at ``seconds``, for a caller with a deadline
-        (one call may still take up to ``max_attempts`` times that; callers that must not wait longer also bound
-        the call from outside)."""
-        limit = max(float(seconds), 0.1)
-        for name in ("connect_timeout", "timeout", "max_retry_wait"):
-            self._overrides[name] = min(self._number(name), limit)
-
     def flag(self, name: str) -> bool:
         """A yes/no setting. Extras set in a URI or an environment variable arrive as strings, and
         ``bool("false")`` is true, so strings are read as words."""
@@ -263,26 +244,20 @@ class CarbonIntensityHook(BaseHook):
         return host.rstrip("/")
 
     @cached_property
-    def user_agent(self) -> str:
-        from airflow import __version__ as airflow_version
-
-        return (
-            f"airflow-provider-carbon/{__version__} (+{HOMEPAGE}) apache-airflow/{airflow_version} "
-            f"python-requests/{requests.__version__}"
+    def transport(self) -> Transport:
+        """How this hook's requests travel (see :mod:`~airflow_provider_carbon.hooks.transport`)."""
+        return Transport(
+            service=self.service, conn_id=self.carbon_conn_id, log=self.log, redactor=lambda: self.redactor
         )
 
-    @cached_property
+    @property
     def session(self) -> requests.Session:
-        """One HTTP session per hook: connection reuse and one place for the User-Agent."""
-        session = requests.Session()
-        session.headers["User-Agent"] = self.user_agent
-        session.headers["Accept"] = "application/json"
-        return session
+        """The hook's one HTTP session (connection reuse, one place for the User-Agent)."""
+        return self.transport.session
 
     def close(self) -> None:
-        if "session" in self.__dict__:
-            self.session.close()
-            del self.__dict__["session"]
+        if "transport" in self.__dict__:
+            self.transport.close()
 
     @property
     def token(self) -> str | None:
@@ -294,11 +269,14 @@ class CarbonIntensityHook(BaseHook):
         raw = self.connection.password or ""
         return [s for s in {raw, raw.strip()} if s]
 
+    @property
+    def redactor(self) -> Redactor:
+        """The connection's one redaction rule (see :class:`~airflow_provider_carbon.hooks.transport.Redactor`)."""
+        return Redactor(self._secrets())
+
     def redact(self, text: str) -> str:
         """Replace any credential of the connection found in ``text`` (error bodies may echo a request)."""
-        for secret in self._secrets():
-            text = text.replace(secret, "***")
-        return text
+        return self.redactor(text)
 
     def resolve_location(self, zone: str | None, lat: float | None, lon: float | None) -> Location:
         """The explicit zone, else coordinates, else the connection's default zone."""
@@ -321,6 +299,16 @@ class CarbonIntensityHook(BaseHook):
 
     # -- HTTP with retries ----------------------------------------------------------------------------------------
 
+    def transport_settings(self) -> TransportSettings:
+        """The transport settings of the next call, from the constructor, the extras and the defaults."""
+        return TransportSettings(
+            connect_timeout=self._number("connect_timeout"),
+            read_timeout=self._number("timeout"),
+            max_attempts=max(1, int(self._number("max_attempts"))),
+            max_retry_wait=self._number("max_retry_wait"),
+            retry_backoff=self._number("retry_backoff"),
+        )
+
     def request_json(
         self,
         path: str,
@@ -336,155 +324,27 @@ class CarbonIntensityHook(BaseHook):
         :param allow_empty: return ``None`` for an empty body or 204 instead of raising :class:`BadPayloadError`.
         :raises CarbonApiError: the typed failure, with ``attempts`` set.
         """
-        url = self.base_url + path
-        timeouts = (self._number("connect_timeout"), self._number("timeout"))
-
-        def attempt() -> Any:
-            started = time.monotonic()
-            try:
-                response = self.session.get(url, params=params, headers=headers, auth=auth, timeout=timeouts)
-            except requests.Timeout:
-                raise ServiceUnavailableError(
-                    f"no answer from {path} within {timeouts[1]:g} s (connect {timeouts[0]:g} s)",
-                    service=self.service,
-                    zone=zone,
-                ) from None
-            except (requests.ConnectionError, ChunkedEncodingError, ContentDecodingError) as err:
-                # refused, reset, or dropped in the middle of the body: transient, so retried
-                raise ServiceUnavailableError(
-                    f"could not connect to {self.base_url} or read its answer ({type(err).__name__})",
-                    service=self.service,
-                    zone=zone,
-                ) from None
-            except requests.RequestException as err:
-                # e.g. InvalidHeader for a token pasted with a newline: requests' message quotes the header value,
-                # so only the class name may travel on (chained with `from None`)
-                raise InvalidRequestError(
-                    f"the request to {path} could not be sent ({type(err).__name__})",
-                    service=self.service,
-                    zone=zone,
-                    hint=f"check the host and the credentials of connection {self.carbon_conn_id!r} for stray "
-                    "characters",
-                ) from None
-            self.log.info(
-                "%s GET %s (zone %s) -> HTTP %s in %.0f ms",
-                self.service,
-                path,
-                zone,
-                response.status_code,
-                (time.monotonic() - started) * 1000,
-            )
-            if response.status_code >= 400:
-                raise self.error_from_response(response, zone)
-            return self._parse_body(response, path, zone, allow_empty)
-
-        return self._with_retries(attempt)
-
-    def _with_retries(self, attempt: Callable[[], T]) -> T:
-        max_attempts = max(1, int(self._number("max_attempts")))
-        budget = self._number("max_retry_wait")
-        backoff = self._number("retry_backoff")
-        count = 0
-
-        def counted() -> T:
-            nonlocal count
-            count += 1
-            return attempt()
-
-        def wait(state: tenacity.RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            retry_after = getattr(exc, "retry_after", None)
-            if retry_after is not None:
-                return float(retry_after)  # the service said exactly how long; do not hammer it
-            # exponential with "equal jitter": never less than half the step, so retries spread out
-            step = backoff * 2 ** (state.attempt_number - 1)
-            return step / 2 + random.uniform(0, step / 2)
-
-        def stop(state: tenacity.RetryCallState) -> bool:
-            # tenacity computes the upcoming sleep before asking to stop, so the total wait stays within budget
-            return state.attempt_number >= max_attempts or state.idle_for + state.upcoming_sleep > budget
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            self.log.warning(
-                "%s: attempt %d failed (%s); retrying in %.2f s",
-                self.service,
-                state.attempt_number,
-                exc,
-                state.upcoming_sleep,
-            )
-
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(lambda e: isinstance(e, CarbonApiError) and e.retryable),
-            wait=wait,
-            stop=stop,
-            before_sleep=before_sleep,
-            reraise=True,
+        return self.transport.get_json(
+            self.base_url + path,
+            label=path,
+            settings=self.transport_settings(),
+            error_from_response=self.error_from_response,
+            params=params,
+            headers=headers,
+            auth=auth,
+            zone=zone,
+            allow_empty=allow_empty,
+            deadline=current_deadline(),
         )
-        try:
-            return retrying(counted)
-        except CarbonApiError as err:
-            err.attempts = count
-            if count > 1 or not err.retryable:
-                self.log.error("%s: giving up: %s", self.service, err)
-            raise
-
-    def _parse_body(self, response: requests.Response, path: str, zone: str | None, allow_empty: bool) -> Any:
-        if response.status_code == 204 or not response.content.strip():
-            if allow_empty:
-                return None
-            raise BadPayloadError(
-                f"{path} answered HTTP {response.status_code} with an empty body",
-                reason="empty",
-                service=self.service,
-                zone=zone,
-                status=response.status_code,
-            )
-        try:
-            return response.json()
-        except ValueError:
-            snippet = self.redact(response.text)[:80]  # redact first: a cut could split a token
-            raise BadPayloadError(
-                f"{path} answered with malformed JSON: {snippet!r}",
-                reason="malformed_json",
-                service=self.service,
-                zone=zone,
-                status=response.status_code,
-            ) from None
 
     def error_detail(self, response: requests.Response) -> str:
         """The service's own words about an error response (subclasses know their error shapes)."""
-        try:
-            body = response.json()
-        except ValueError:
-            return self.redact(response.text).strip()[:200] or response.reason or "no details"
-        if isinstance(body, dict):
-            for key in ("message", "error", "detail", "title"):
-                value = body.get(key)
-                if isinstance(value, str) and value:
-                    return value
-                if isinstance(value, dict) and isinstance(value.get("message"), str):
-                    return value["message"]
-        return self.redact(str(body))[:200]
+        return transport.error_detail(response, self.redact)
 
     def error_from_response(self, response: requests.Response, zone: str | None) -> CarbonApiError:
         """Map an error status to its typed exception; subclasses refine 401/403 from the body."""
-        status = response.status_code
         detail = self.redact(self.error_detail(response))
-        common = {"service": self.service, "zone": zone, "status": status}
-        if status == 429:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            hint = None
-            if retry_after is not None:
-                hint = f"the service asked to wait {retry_after:g} s; raise the cache TTL or call less often"
-            return RateLimitedError(detail, retry_after=retry_after, hint=hint, **common)
-        if status >= 500:
-            return ServiceUnavailableError(detail, **common)
-        if status == 401:
-            return AuthenticationError(detail, **common)
-        if status == 403:
-            return NotEntitledError(detail, **common)
-        return InvalidRequestError(detail, **common)
+        return transport.error_for_status(response, detail, service=self.service, zone=zone)
 
     # -- building forecasts -----------------------------------------------------------------------------------------
 
@@ -517,15 +377,26 @@ class CarbonIntensityHook(BaseHook):
 
     # -- the common interface ---------------------------------------------------------------------------------------
 
-    def get_latest(self, zone: str | None = None, *, lat: float | None = None, lon: float | None = None) -> Forecast:
+    @bounded_by_deadline
+    def get_latest(
+        self,
+        zone: str | None = None,
+        *,
+        lat: float | None = None,
+        lon: float | None = None,
+        deadline: datetime | None = None,
+    ) -> Forecast:
         """The intensity in force now, as a one-point forecast (its ``end`` says until when it holds).
 
         :param zone: zone / region / location key; default: the connection's.
         :param lat: latitude instead of a zone, where the service supports it.
         :param lon: longitude instead of a zone.
+        :param deadline: a tz-aware instant by which the call has ended, retries included; then it raises
+            :class:`~airflow_provider_carbon.exceptions.ServiceUnavailableError`.
         """
         return self._fetch_latest(self.resolve_location(zone, lat, lon))
 
+    @bounded_by_deadline
     def get_forecast(
         self,
         zone: str | None = None,
@@ -536,23 +407,33 @@ class CarbonIntensityHook(BaseHook):
         granularity: timedelta | None = None,
         min_horizon: timedelta | None = None,
         use_cache: bool = True,
+        deadline: datetime | None = None,
     ) -> Forecast:
         """The current forecast, from the cache when fresh.
 
         :param zone: zone / region / location key; default: the connection's.
         :param lat: latitude instead of a zone, where the service supports it.
         :param lon: longitude instead of a zone.
-        :param horizon: how far ahead to ask for.
+        :param horizon: how far ahead to ask for; capped at :attr:`max_horizon`, the longest the service publishes
+            (a long deadline then gets the longest forecast there is, not an error).
         :param granularity: step (5 min, 15 min, 1 h) where the service offers a choice; default: the connection's.
         :param min_horizon: raise :class:`BadPayloadError` (``short_forecast``) unless the forecast covers at least
-            this long from now; default: ``horizon`` minus one hour (services start at the current period).
+            this long from now; default: ``horizon`` minus one hour (services start at the current period). Capped at
+            :attr:`max_horizon` minus that hour too.
         :param use_cache: ``False`` always asks the service.
+        :param deadline: a tz-aware instant by which the call has ended (retries, and waiting for another caller's
+            fetch of the same forecast, included); then it raises
+            :class:`~airflow_provider_carbon.exceptions.ServiceUnavailableError`.
         """
         location = self.resolve_location(zone, lat, lon)
         step = granularity or self.default_granularity
-        # Callers ask for "up to my deadline", a horizon that shrinks by the second; asking for whole hours keeps
-        # the request and the cache key the same for an hour, so re-checks and sibling tasks share one answer.
-        asked = _HOUR * math.ceil(horizon / _HOUR)
+        # The service's limit, not the caller's: asking for more only turns a long deadline into a short_forecast
+        # error. A forecast starts at the current period, so "the longest there is" covers max_horizon less (up to)
+        # one period from now: the needed coverage is capped an hour below it, as for a defaulted min_horizon.
+        horizon = min(horizon, self.max_horizon)
+        if min_horizon is not None:
+            min_horizon = min(min_horizon, max(self.max_horizon - HOUR, timedelta(0)))
+        asked = ceil_hours(horizon)  # whole hours: one request and one cache key per hour of a shrinking horizon
         key = "|".join(
             str(p) for p in (self.service, self.base_url, location.label, step, asked, *self.cache_key_extras())
         )
@@ -561,19 +442,30 @@ class CarbonIntensityHook(BaseHook):
             return self._fetch_forecast(location, asked, step).to_dict()
 
         ttl = self._number("cache_ttl") if use_cache else 0
-        payload = forecast_cache.get_or_fetch(
-            key,
-            fetch,
-            ttl=ttl,
-            cache_dir=self.setting("cache_dir"),
-            on_hit=lambda layer: self.log.info(
-                "%s: forecast for %s from the %s cache", self.service, location.label, layer
-            ),
-        )
+        clock = transport.Clock(current_deadline())
+        try:
+            payload = forecast_cache.get_or_fetch(
+                key,
+                fetch,
+                ttl=ttl,
+                cache_dir=self.setting("cache_dir"),
+                on_hit=lambda layer: self.log.info(
+                    "%s: forecast for %s from the %s cache", self.service, location.label, layer
+                ),
+                wait=clock.left(),
+            )
+        except TimeoutError:  # the cache's lock: another caller is fetching this forecast and did not finish in time
+            raise ServiceUnavailableError(
+                f"no answer within {clock.elapsed():.1f} s, before the deadline {clock.deadline.isoformat()}: another "
+                "caller's fetch of the same forecast was still running",
+                service=self.service,
+                zone=location.label,
+            ) from None
         forecast = Forecast.from_dict(payload)
         self._check_horizon(forecast, horizon if min_horizon is None else min_horizon, min_horizon is None)
         return forecast
 
+    @bounded_by_deadline
     def get_history(
         self,
         zone: str | None = None,
@@ -583,9 +475,12 @@ class CarbonIntensityHook(BaseHook):
         lat: float | None = None,
         lon: float | None = None,
         granularity: timedelta | None = None,
+        deadline: datetime | None = None,
     ) -> Forecast:
         """Measured (or best-known) intensities over ``[start, end)``, for carbon accounting.
 
+        :param deadline: a tz-aware instant by which the call has ended, every chunk of a long range and the retries
+            included; then it raises :class:`~airflow_provider_carbon.exceptions.ServiceUnavailableError`.
         :raises ValueError: if the range is empty or naive.
         """
         if start.tzinfo is None or end.tzinfo is None or not start < end:
@@ -603,26 +498,34 @@ class CarbonIntensityHook(BaseHook):
 
     # -- async twins, for triggers ------------------------------------------------------------------------------
 
-    async def _aload_connection(self) -> None:
+    async def _aload_connection(self, deadline: datetime | None = None) -> None:
         # The connection must be read with the async API inside an event loop (the sync one can deadlock the
         # triggerer); the HTTP call itself then runs in a worker thread with the connection already in hand.
-        if self._connection is None:
-            self._connection = await self.aget_connection(self.carbon_conn_id)
+        if self._connection is not None:
+            return
+        left = transport.Clock(deadline).left()
+        try:
+            self._connection = await asyncio.wait_for(self.aget_connection(self.carbon_conn_id), left)
+        except asyncio.TimeoutError:
+            raise ServiceUnavailableError(
+                f"the connection {self.carbon_conn_id!r} could not be read before the deadline {deadline}",
+                service=self.service,
+            ) from None
 
-    async def aget_latest(self, *args: Any, **kwargs: Any) -> Forecast:
-        """:meth:`get_latest` without blocking the event loop."""
-        await self._aload_connection()
-        return await asyncio.to_thread(self.get_latest, *args, **kwargs)
+    async def aget_latest(self, *args: Any, deadline: datetime | None = None, **kwargs: Any) -> Forecast:
+        """:meth:`get_latest` without blocking the event loop; ``deadline`` bounds reading the connection too."""
+        await self._aload_connection(deadline)
+        return await asyncio.to_thread(self.get_latest, *args, deadline=deadline, **kwargs)
 
-    async def aget_forecast(self, *args: Any, **kwargs: Any) -> Forecast:
-        """:meth:`get_forecast` without blocking the event loop."""
-        await self._aload_connection()
-        return await asyncio.to_thread(self.get_forecast, *args, **kwargs)
+    async def aget_forecast(self, *args: Any, deadline: datetime | None = None, **kwargs: Any) -> Forecast:
+        """:meth:`get_forecast` without blocking the event loop; ``deadline`` bounds reading the connection too."""
+        await self._aload_connection(deadline)
+        return await asyncio.to_thread(self.get_forecast, *args, deadline=deadline, **kwargs)
 
-    async def aget_history(self, *args: Any, **kwargs: Any) -> Forecast:
-        """:meth:`get_history` without blocking the event loop."""
-        await self._aload_connection()
-        return await asyncio.to_thread(self.get_history, *args, **kwargs)
+    async def aget_history(self, *args: Any, deadline: datetime | None = None, **kwargs: Any) -> Forecast:
+        """:meth:`get_history` without blocking the event loop; ``deadline`` bounds reading the connection too."""
+        await self._aload_connection(deadline)
+        return await asyncio.to_thread(self.get_history, *args, deadline=deadline, **kwargs)
 
     async def atest_connection(self) -> tuple[bool, str]:
         """:meth:`test_connection` without blocking the event loop."""
@@ -656,8 +559,8 @@ class CarbonIntensityHook(BaseHook):
         covered = forecast.end - max(now, forecast.start)
         if covered < needed:
             raise BadPayloadError(
-                f"the forecast covers {_hours(covered)} from now (until {forecast.end.isoformat()}), "
-                f"less than the {_hours(needed)} needed",
+                f"the forecast covers {format_hours(covered)} from now (until {forecast.end.isoformat()}), "
+                f"less than the {format_hours(needed)} needed",
                 reason="short_forecast",
                 service=self.service,
                 zone=forecast.zone,
@@ -677,18 +580,3 @@ class CarbonIntensityHook(BaseHook):
 
     @abstractmethod
     def _test_connection(self) -> str: ...
-
-
-def _hours(delta: timedelta) -> str:
-    hours = delta.total_seconds() / 3600
-    return f"{hours:.1f} h" if not math.isclose(hours, round(hours)) else f"{round(hours)} h"
-
-
-def chunks(start: datetime, end: datetime, size: timedelta) -> list[tuple[datetime, datetime]]:
-    """Split ``[start, end)`` into consecutive ranges no longer than ``size`` (APIs cap range lengths)."""
-    out = []
-    while start < end:
-        stop = min(start + size, end)
-        out.append((start, stop))
-        start = stop
-    return out

@@ -54,6 +54,7 @@ class ForecastCache:
         ttl: float,
         cache_dir: str | os.PathLike[str] | None = None,
         on_hit: Callable[[str], None] | None = None,
+        wait: float | None = None,
     ) -> Any:
         """Return the cached payload for ``key`` or call ``fetch()`` once to fill it.
 
@@ -62,12 +63,18 @@ class ForecastCache:
         :param ttl: seconds a payload stays fresh; ``<= 0`` disables caching.
         :param cache_dir: directory of the shared file cache; ``None`` keeps the cache in this process.
         :param on_hit: called with ``"memory"`` or ``"file"`` when a cached payload is served (for logging).
+        :param wait: seconds to wait at most for another caller's fetch of the same key (a caller with a deadline);
+            ``None`` waits as long as that takes.
+        :raises TimeoutError: if the other caller's fetch did not end within ``wait``.
         """
         if ttl <= 0:
             return fetch()
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
+        ends = None if wait is None else time.monotonic() + wait
+        if not lock.acquire(timeout=-1 if wait is None else max(wait, 0.0)):
+            raise TimeoutError(f"another caller's fetch of {key!r} did not end within {wait:.1f} s")
+        try:
             # Entries carry when they were fetched, not when they expire: each caller judges freshness by its own
             # TTL, and a payload read from the file cache keeps its age instead of starting a new TTL.
             entry = self._entries.get(key)
@@ -78,17 +85,25 @@ class ForecastCache:
             if cache_dir is None:
                 fetched_at, payload = time.time(), fetch()
             else:
-                fetched_at, payload = self._through_file(key, fetch, ttl, Path(cache_dir), on_hit)
+                fetched_at, payload = self._through_file(key, fetch, ttl, Path(cache_dir), on_hit, ends)
             self._entries[key] = (fetched_at, payload)
             return payload
+        finally:
+            lock.release()
 
     def _through_file(
-        self, key: str, fetch: Callable[[], Any], ttl: float, directory: Path, on_hit: Callable[[str], None] | None
+        self,
+        key: str,
+        fetch: Callable[[], Any],
+        ttl: float,
+        directory: Path,
+        on_hit: Callable[[str], None] | None,
+        ends: float | None,
     ) -> tuple[float, Any]:
         directory.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256(key.encode()).hexdigest()[:32]
         path = directory / f"{name}.json"
-        with _file_lock(directory / f"{name}.lock"):
+        with _file_lock(directory / f"{name}.lock", ends):
             cached = _read_fresh(path, key, ttl)
             if cached is not None:
                 if on_hit:
@@ -100,10 +115,22 @@ class ForecastCache:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def _file_lock(path: Path, ends: float | None = None) -> Iterator[None]:
+    """An exclusive lock on ``path``; with ``ends`` (a ``time.monotonic()`` instant), given up then with
+    :class:`TimeoutError` (``flock`` has no timeout, so it is polled)."""
     with open(path, "a+") as fh:
         if fcntl is not None:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            if ends is None:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            else:
+                while True:
+                    try:
+                        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= ends:
+                            raise TimeoutError(f"another process holds {path.name}") from None
+                        time.sleep(0.02)
         try:
             yield
         finally:

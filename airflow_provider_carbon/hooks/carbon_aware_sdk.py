@@ -30,7 +30,8 @@ from airflow_provider_carbon.exceptions import (
     InvalidRequestError,
     NotEntitledError,
 )
-from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, format_utc, parse_timestamp
+from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, bounded_by_deadline
+from airflow_provider_carbon.hooks.timeutil import format_utc, parse_timestamp
 
 __all__ = ["CarbonAwareSdkHook", "EmissionsPoint", "SdkForecast", "parse_timespan"]
 
@@ -94,6 +95,9 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
     default_conn_name = "carbon_aware_sdk_default"
     hook_name = "Carbon Aware SDK (WebAPI)"
     service = "carbon_aware_sdk"
+    # The WebAPI passes no horizon upstream (CASDK #617), so it serves its data source's default: 24 h from
+    # Electricity Maps (horizonHours default) and from WattTime (horizon_hours default) alike (reference 2.5, 1.2, 3.2)
+    max_horizon = timedelta(hours=24)
 
     @property
     def default_zone(self) -> str | None:
@@ -268,6 +272,7 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
 
     # -- SDK-specific calls -------------------------------------------------------------------------------------
 
+    @bounded_by_deadline
     def get_current_forecasts(
         self,
         locations: list[str],
@@ -275,6 +280,7 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
         data_start_at: datetime | None = None,
         data_end_at: datetime | None = None,
         window_size: timedelta | None = None,
+        deadline: datetime | None = None,
     ) -> list[SdkForecast]:
         """``GET /emissions/forecasts/current`` for one or several locations.
 
@@ -282,6 +288,7 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
         :param data_start_at: start of the range the SDK searches for optimal windows.
         :param data_end_at: end of that range.
         :param window_size: job length; the SDK then returns rolling averages and the best window start(s).
+        :param deadline: a tz-aware instant by which the call has ended (see :meth:`get_forecast`).
         """
         params: list[tuple[str, Any]] = [("location", loc) for loc in locations]
         if data_start_at is not None:
@@ -296,11 +303,14 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
             raise self.missing(f"one forecast per location ({len(locations)})", label)
         return [self._forecast_dto(item, loc) for item, loc in zip(body, locations, strict=True)]
 
-    def get_latest_many(self, locations: list[str]) -> dict[str, Forecast]:
+    @bounded_by_deadline
+    def get_latest_many(self, locations: list[str], *, deadline: datetime | None = None) -> dict[str, Forecast]:
         """Current intensity of several locations, in one request when the answer can be matched back.
 
         The SDK labels results with its data source's region (a WattTime balancing authority, say), not always
         the name asked for; then each location is asked for on its own.
+
+        :param deadline: a tz-aware instant by which the call has ended (see :meth:`get_forecast`).
         """
         body = self.request_json(
             "/emissions/bylocations",
@@ -316,10 +326,19 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
             return {loc: self._series(by_location[loc][-1:], loc) for loc in locations}
         return {loc: self.get_latest(loc) for loc in locations}
 
+    @bounded_by_deadline
     def get_best_location(
-        self, locations: list[str], *, start: datetime | None = None, end: datetime | None = None
+        self,
+        locations: list[str],
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        deadline: datetime | None = None,
     ) -> list[EmissionsPoint]:
-        """``GET /emissions/bylocations/best``: every (location, time) tied at the lowest intensity."""
+        """``GET /emissions/bylocations/best``: every (location, time) tied at the lowest intensity.
+
+        :param deadline: a tz-aware instant by which the call has ended (see :meth:`get_forecast`).
+        """
         params: list[tuple[str, Any]] = [("location", loc) for loc in locations]
         if start is not None:
             params.append(("time", format_utc(start)))
@@ -334,8 +353,12 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
         )
         return self._emissions(body, ",".join(locations))
 
-    def list_locations(self) -> dict[str, Any]:
-        """``GET /locations``: the location names this deployment knows."""
+    @bounded_by_deadline
+    def list_locations(self, *, deadline: datetime | None = None) -> dict[str, Any]:
+        """``GET /locations``: the location names this deployment knows.
+
+        :param deadline: a tz-aware instant by which the call has ended (see :meth:`get_forecast`).
+        """
         body = self.request_json("/locations", headers=self._headers(), allow_empty=True)
         return body if isinstance(body, dict) else {}
 

@@ -29,7 +29,8 @@ from airflow_provider_carbon.exceptions import (
     InvalidRequestError,
     NotEntitledError,
 )
-from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, chunks, format_utc, parse_timestamp
+from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, bounded_by_deadline
+from airflow_provider_carbon.hooks.timeutil import chunks, format_utc, parse_timestamp
 
 __all__ = ["ElectricityMapsHook", "ZoneAccess"]
 
@@ -85,6 +86,7 @@ class ElectricityMapsHook(CarbonIntensityHook):
     hook_name = "Electricity Maps"
     service = "electricitymaps"
     default_host = "https://api.electricitymaps.com/v3"
+    max_horizon = timedelta(hours=72)  # horizonHours up to 72 (reference 1.2; available horizons depend on plan)
 
     # -- settings -----------------------------------------------------------------------------------------------
 
@@ -273,8 +275,12 @@ class ElectricityMapsHook(CarbonIntensityHook):
         points = sorted(seen.values())
         return self.build_forecast(points, zone=zone, end=_end(points, name))
 
-    def list_zones(self) -> dict[str, ZoneAccess]:
-        """The zones this token may use, and which routes it may call in each (``GET /zones``)."""
+    @bounded_by_deadline
+    def list_zones(self, *, deadline: datetime | None = None) -> dict[str, ZoneAccess]:
+        """The zones this token may use, and which routes it may call in each (``GET /zones``).
+
+        :param deadline: a tz-aware instant by which the call has ended (see :meth:`get_forecast`).
+        """
         body = self.request_json("/zones", headers=self._headers())
         if isinstance(body, dict) and isinstance(body.get("zones"), dict):  # tolerate the SDK's documented wrapper
             body = body["zones"]

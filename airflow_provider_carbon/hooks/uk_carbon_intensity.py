@@ -24,7 +24,8 @@ import requests
 
 from airflow_provider_carbon.core.forecast import Forecast
 from airflow_provider_carbon.exceptions import BadPayloadError, CarbonApiError, InvalidRequestError
-from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, chunks, parse_timestamp
+from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location
+from airflow_provider_carbon.hooks.timeutil import chunks, parse_timestamp
 
 __all__ = ["UkCarbonIntensityHook"]
 
@@ -54,6 +55,7 @@ class UkCarbonIntensityHook(CarbonIntensityHook):
     hook_name = "UK Carbon Intensity (NESO)"
     service = "uk_carbon_intensity"
     default_host = "https://api.carbonintensity.org.uk"
+    max_horizon = timedelta(hours=48)  # fw48h is the longest forecast route (reference 4)
 
     def resolve_location(self, zone: str | None, lat: float | None, lon: float | None) -> Location:
         if zone is None and (lat is not None or lon is not None):

@@ -25,7 +25,8 @@ import requests
 
 from airflow_provider_carbon.core.forecast import Forecast, Signal
 from airflow_provider_carbon.exceptions import AuthenticationError, CarbonApiError, InvalidRequestError
-from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, chunks, parse_timestamp
+from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, bounded_by_deadline
+from airflow_provider_carbon.hooks.timeutil import chunks, parse_timestamp
 
 __all__ = ["LBS_PER_MWH_TO_G_PER_KWH", "WattTimeHook"]
 
@@ -55,6 +56,7 @@ class WattTimeHook(CarbonIntensityHook):
     hook_name = "WattTime"
     service = "watttime"
     default_host = "https://api.watttime.org"
+    max_horizon = timedelta(hours=72)  # /v3/forecast horizon_hours 0-72 (reference 3.2)
 
     # tokens shared by every hook of a process, per (host, username): a login costs 1 of 100 allowed per 5 min
     _tokens: ClassVar[dict[tuple[str, str], tuple[str, float]]] = {}
@@ -236,8 +238,12 @@ class WattTimeHook(CarbonIntensityHook):
         ordered = sorted(points.values())
         return self.build_forecast(ordered, zone=region, end=min(meta_end, end) if meta_end else None)
 
-    def my_access(self) -> dict[str, Any]:
-        """``GET /v3/my-access``: the signal types, regions and endpoints this account may read."""
+    @bounded_by_deadline
+    def my_access(self, *, deadline: datetime | None = None) -> dict[str, Any]:
+        """``GET /v3/my-access``: the signal types, regions and endpoints this account may read.
+
+        :param deadline: a tz-aware instant by which the call has ended (see :meth:`get_forecast`).
+        """
         body = self._data("/v3/my-access", {}, None)
         return body if isinstance(body, dict) else {}
 

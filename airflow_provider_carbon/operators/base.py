@@ -22,7 +22,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -398,8 +397,10 @@ class CarbonPlanningBase(CarbonBaseOperator):
     ) -> tuple[Forecast | None, BaseException | None]:
         """The forecast for the wait ahead, or the error that stands in for it (never raises).
 
-        The call is given up at ``until`` (default: the deadline): with the hook's default timeouts and retries a
-        dead API could otherwise hold the task for minutes past the latest start.
+        The call is given up at ``until`` (default: the deadline) less a moment to plan and record: with the hook's
+        default timeouts and retries a dead or slow API could otherwise hold the task past the latest start. The
+        hook's per-call ``deadline`` bounds every attempt, back-off wait, connect and body, so no thread is left
+        behind and the hook is not changed.
         """
         from airflow_provider_carbon.exceptions import ServiceUnavailableError
 
@@ -411,30 +412,18 @@ class CarbonPlanningBase(CarbonBaseOperator):
             return None, ServiceUnavailableError(
                 f"no time left to ask before {until.isoformat()}", service=hook.service, zone=spec.zone
             )
-        hook.limit_time(budget)
-        outcome: dict[str, Any] = {}
-
-        def call() -> None:
-            try:
-                outcome["forecast"] = hook.get_forecast(
-                    self.zone, lat=self.lat, lon=self.lon, **spec.forecast_request(now)
-                )
-            except Exception as err:  # carbon data must never break the pipeline: the fallback policy decides
-                outcome["error"] = err
-
-        # a daemon thread, joined for the time left: a call that hangs past it is abandoned, not waited for
-        worker = threading.Thread(target=call, name="carbon-forecast", daemon=True)
-        worker.start()
-        worker.join(budget)
-        if worker.is_alive():
-            outcome["error"] = ServiceUnavailableError(
-                f"no forecast within the {budget:.0f} s left before {until.isoformat()}", service=hook.service
+        try:
+            forecast = hook.get_forecast(
+                self.zone,
+                lat=self.lat,
+                lon=self.lon,
+                **spec.forecast_request(now),
+                deadline=now + timedelta(seconds=budget),
             )
-        if "forecast" in outcome:
-            return outcome["forecast"], None
-        err = outcome["error"]
-        self.log.warning("carbon forecast unavailable (%s): %s", type(err).__name__, err)
-        return None, err
+        except Exception as err:  # carbon data must never break the pipeline: the fallback policy decides
+            self.log.warning("carbon forecast unavailable (%s): %s", type(err).__name__, err)
+            return None, err
+        return forecast, None
 
     def decide(
         self,

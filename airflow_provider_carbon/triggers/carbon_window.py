@@ -110,13 +110,18 @@ class CarbonWindowTrigger(BaseTrigger):
         return self._hook_instance
 
     async def _bounded(self, call: str, until: datetime, **kwargs: Any) -> tuple[Any, BaseException | None]:
-        """Run an async hook method, giving up at ``until``; return ``(result, error)``."""
+        """Run an async hook method, giving up at ``until``; return ``(result, error)``.
+
+        The hook's own ``deadline`` ends the call's thread (attempts, waits, body) by then; ``wait_for`` is the
+        event loop's side of the same bound, so the release never waits for a thread that overran it.
+        """
         budget = (until - utcnow()).total_seconds()
         if budget <= 0:  # no time left: skipping the call is what keeps the release on time
             return None, TimeoutError(f"no time left for {call} before {until.isoformat()}")
         try:
             method = getattr(self._hook(), call)
-            return await asyncio.wait_for(method(zone=self.zone, lat=self.lat, lon=self.lon, **kwargs), budget), None
+            answer = method(zone=self.zone, lat=self.lat, lon=self.lon, deadline=until, **kwargs)
+            return await asyncio.wait_for(answer, budget), None
         except asyncio.TimeoutError:
             return None, TimeoutError(f"{call} did not answer before the deadline ({budget:.0f} s)")
         except Exception as err:  # any failure keeps the current plan: the deadline must not depend on the API

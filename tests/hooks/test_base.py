@@ -17,8 +17,8 @@ import time_machine
 from werkzeug import Response
 
 from airflow_provider_carbon.exceptions import BadPayloadError, CarbonError, ServiceUnavailableError
-from airflow_provider_carbon.hooks.base import parse_retry_after, parse_timestamp
 from airflow_provider_carbon.hooks.electricitymaps import ElectricityMapsHook
+from airflow_provider_carbon.hooks.timeutil import parse_retry_after, parse_timestamp
 from tests.conftest import REPO_ROOT
 from tests.hooks.conftest import TOKEN, em_forecast, requests_to
 
@@ -273,21 +273,6 @@ def test_settings_precedence(httpserver, connection):
     assert hook.setting("timeout") == 7  # argument beats extra
     assert hook.setting("cache_ttl") == 60  # extra beats default
     assert hook.setting("max_attempts") == 4  # default
-
-
-def test_limit_time_caps_timeouts_and_retry_budget(httpserver, connection):
-    connection(
-        "em_limit",
-        "electricitymaps",
-        httpserver.url_for("/v3"),
-        password=TOKEN,
-        extra={"timeout": 10, "connect_timeout": 5, "max_retry_wait": 30},
-    )
-    hook = ElectricityMapsHook("em_limit")
-    hook.limit_time(2.5)
-    assert [hook._number(n) for n in ("timeout", "connect_timeout", "max_retry_wait")] == [2.5, 2.5, 2.5]
-    hook.limit_time(60)  # never loosens what was set
-    assert hook._number("timeout") == 2.5
 
 
 def test_base_url_with_port_field(connection):

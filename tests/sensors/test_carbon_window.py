@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -437,10 +438,11 @@ def test_a_slow_api_cannot_push_the_plan_past_the_deadline(grid, monkeypatch):
     assert took < 5, took  # waiting for the answer would take 6 s
     assert (
         record["used_fallback"] is True
-        and "no forecast within" in record["fallback_error"]
+        and "no answer from /carbon-intensity/forecast within" in record["fallback_error"]
         and record["fallback_reason"] == "unavailable"
     )
     assert datetime.fromisoformat(record["released_at"]) <= now + timedelta(seconds=2)
+    assert not [t for t in threading.enumerate() if t.name == "carbon-forecast"]  # no watchdog thread any more
 
 
 def test_a_recheck_cannot_delay_a_due_release(monkeypatch):
