@@ -237,13 +237,6 @@ class Decision:
     forecast_generated_at: datetime | None = field(
         default=None, metadata=_doc("when the service made the forecast, if it says (UTC)")
     )
-    forecast: dict[str, Any] | None = field(
-        default=None,
-        metadata=_doc(
-            "the part of the forecast the plan used (from the run's start to the deadline plus the job), compact: "
-            "``start``, ``end``, ``step_s`` (or ``offsets_s``), ``values``; ``Forecast.from_compact`` reads it"
-        ),
-    )
     used_fallback: bool = field(default=False, metadata=_doc("``true`` when no usable forecast chose the start"))
     fallback_reason: FallbackReason | None = field(
         default=None,
@@ -279,6 +272,14 @@ class Decision:
         default=None, metadata=_doc("the service's current intensity when the planned start arrived, if read")
     )
     schema_version: int = field(default=DECISION_SCHEMA_VERSION, metadata=_doc("version of this record's shape"))
+    # last: the one long field, so that the XCom view shows everything else first
+    forecast: dict[str, Any] | None = field(
+        default=None,
+        metadata=_doc(
+            "the part of the forecast the plan used (from the run's start to the deadline plus the job), compact: "
+            "``start``, ``end``, ``step_s`` (or ``offsets_s``), ``values``; ``Forecast.from_compact`` reads it"
+        ),
+    )
 
     def __post_init__(self) -> None:
         # accept the enums' string values (a record read back from XCom, a user building one by hand)

@@ -328,10 +328,12 @@ def test_airflow_ui_shows_the_grid_and_the_decision(stack, simulator):
             f"{stack.base_url}/dags/{NIGHTLY}/runs/{quoted}/tasks/wait_for_low_carbon_window/xcom",
             wait_until="networkidle",
         )
-        page.get_by_text("carbon_decision").first.wait_for(timeout=30_000)
-        page.get_by_label("Expand all extra JSON").click()  # the values render folded
-        page.get_by_text("planned_start").first.wait_for(timeout=30_000)
-        page.get_by_text("used_fallback").first.wait_for(timeout=30_000)
-        page.screenshot(path=str(ARTIFACTS / "xcom.png"), full_page=True)
-        browser.close()
+        try:
+            page.get_by_text("carbon_decision").first.wait_for(timeout=30_000)
+            page.get_by_label("Expand all extra JSON").click()  # the values render folded
+            page.get_by_text("planned_start").first.wait_for(timeout=30_000)
+            page.get_by_text("used_fallback").first.wait_for(timeout=30_000)
+        finally:  # what the page showed, also when it did not show what was expected
+            page.screenshot(path=str(ARTIFACTS / "xcom.png"), full_page=True)
+            browser.close()
     assert (ARTIFACTS / "grid.png").stat().st_size > 10_000
