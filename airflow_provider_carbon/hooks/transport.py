@@ -21,6 +21,7 @@ failures turn into the typed :class:`~airflow_provider_carbon.exceptions.CarbonA
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import random
 import socket
@@ -509,7 +510,8 @@ class Transport:
             if left <= 0:
                 raise over_budget
             if sock is not None:  # a read waits at most until the budget ends, not a whole read timeout
-                sock.settimeout(max(min(read_timeout, left), 0.001))
+                with contextlib.suppress(OSError):
+                    sock.settimeout(max(min(read_timeout, left), 0.001))
             try:
                 data = read(CHUNK, decode_content=False)
             except (TimeoutError, ReadTimeoutError):
@@ -680,9 +682,16 @@ class _Inflater:
 
 
 def _socket_of(response: requests.Response) -> socket.socket | None:
-    """The socket a streamed response reads from, where urllib3 exposes it."""
-    connection = getattr(response.raw, "connection", None) or getattr(response.raw, "_connection", None)
-    sock = getattr(connection, "sock", None)
+    """The socket a streamed response reads from, or ``None`` where it cannot be found (then each read keeps the
+    timeout it started with, the read timeout capped to the budget).
+
+    From the body's file object first: on a ``Connection: close`` answer http.client already dropped the
+    connection's own reference (``HTTPConnection.sock`` is ``None``) while the body is still read through it.
+    """
+    fp = getattr(getattr(response.raw, "_fp", None), "fp", None)
+    sock = getattr(getattr(fp, "raw", None), "_sock", None)
+    if not isinstance(sock, socket.socket):
+        sock = getattr(getattr(response.raw, "connection", None), "sock", None)
     return sock if isinstance(sock, socket.socket) else None
 
 

@@ -211,6 +211,28 @@ class TestBudget:
         assert 1.9 <= took < 3
         assert "took longer than the 2 s allowed for one request" in str(info.value)
 
+    def test_a_body_that_stalls_ends_with_the_budget_not_the_read_timeout(self, connection):
+        """Bytes for 0.8 s, then silence: the last read waits until the budget ends (1 s in all), not for another
+        full read timeout (which the first reads were given as min(timeout, budget))."""
+
+        def stall(handler):
+            handler.send_response(200)
+            handler.send_header("Content-Length", "1000")
+            handler.send_header("Connection", "close")
+            handler.end_headers()
+            for _ in range(4):
+                handler.wfile.write(b" ")
+                handler.wfile.flush()
+                handler.server.stopping.wait(0.2)
+            handler.server.stopping.wait(10)
+
+        with running(stall) as server:
+            hook = em_hook(connection, server.url, request_budget=1, timeout=10)
+            started = time.monotonic()
+            with pytest.raises(ServiceUnavailableError, match="took longer than the 1 s allowed"):
+                hook.get_forecast()
+            assert time.monotonic() - started < 1.5
+
     def test_the_deadline_caps_the_budget(self, connection):
         with running(drip()) as server:
             hook = em_hook(connection, server.url, max_attempts=4)
@@ -425,12 +447,12 @@ def test_watttime_secrets_never_reach_logs_or_errors(connection, httpserver, log
 
 
 def test_the_redactor_knows_every_form_a_secret_travels_in():
-    secret = " tok/en+x=y\n"
-    redact = Redactor([secret], basic=("ada", "pw"))
+    """As pasted, stripped, URL-encoded (a query, a Location), JSON-escaped, and inside a Basic header."""
     from urllib.parse import quote, quote_plus
 
-    for form in ("tok/en+x=y", quote("tok/en+x=y", safe=""), quote_plus("tok/en+x=y"), "dG9rL2VuK3g9eQ==", "YWRhOnB3"):
-        if form == "dG9rL2VuK3g9eQ==":
-            continue  # base64 of a token alone is not a form it travels in
-        assert redact(f"<{form}>") == "<***>"
+    redact = Redactor([' tok/en+x="y"\n'], basic=("ada", "pw"))
+    token = 'tok/en+x="y"'
+    forms = [' tok/en+x="y"\n', token, quote(token, safe=""), quote_plus(token), 'tok/en+x=\\"y\\"', "YWRhOnB3"]
+    for form in forms:
+        assert redact(f"<{form}>") == "<***>", form
     assert Redactor([None, ""])("nothing to hide") == "nothing to hide"
