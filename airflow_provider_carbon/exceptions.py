@@ -28,6 +28,7 @@ __all__ = [
     "InvalidRequestError",
     "NotEntitledError",
     "RateLimitedError",
+    "RedirectError",
     "ServiceUnavailableError",
     "WindowError",
 ]
@@ -231,11 +232,29 @@ class InvalidRequestError(CarbonApiError):
     default_hint = "check the zone or location and the parameters"
 
 
+class RedirectError(InvalidRequestError):
+    """The service answered with a redirect (3xx) that the hook does not follow.
+
+    Redirects are not followed unless the connection allows them (extra ``allow_redirects``), and then only to the
+    same scheme, host and port, so that a credential never travels to another server.
+
+    :param location: where the redirect pointed (credentials redacted), if it said.
+    """
+
+    default_hint = "set the connection's host to the final URL (redirects are not followed)"
+
+    def __init__(self, detail: str, *, location: str | None = None, **kwargs: object) -> None:
+        self.location = location
+        super().__init__(detail, **kwargs)  # type: ignore[arg-type]
+
+
 class BadPayloadError(CarbonApiError):
     """The service answered 200 but the data cannot be trusted.
 
     :param reason: ``empty``, ``malformed_json``, ``missing_field``, ``invalid_forecast`` (all zeros, NaN, gaps,
-        ...: see :class:`InvalidForecastError`) or ``short_forecast``.
+        ...: see :class:`InvalidForecastError`), ``short_forecast``, ``too_large`` (the body, decompressed, exceeds
+        the connection's ``max_response_bytes``) or ``bad_encoding`` (a ``Content-Encoding`` the hook did not ask
+        for).
     """
 
     default_hint = "the service returned unusable data; it is treated like an outage"

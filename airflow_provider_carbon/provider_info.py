@@ -31,6 +31,22 @@ _COMMON_FIELDS: dict[str, Any] = {
     },
     "max_retry_wait": _number("Total retry wait (s)", "Seconds of waiting between attempts per call at most.", 30),
     "cache_ttl": _number("Forecast cache TTL (s)", "How long a forecast is reused; 0 disables the cache.", 900),
+    "request_budget": _number(
+        "Time per request (s)",
+        "Seconds one request may take in all, connect and whole body; a body still arriving then is a timeout.",
+        30,
+        1,
+    ),
+    "max_response_bytes": {
+        "label": "Largest answer (bytes)",
+        "description": "Bytes an answer may have once decompressed; a larger one is refused as bad data.",
+        "schema": {"type": ["integer", "null"], "default": 4 * 1024 * 1024, "minimum": 1024},
+    },
+    "allow_redirects": {
+        "label": "Follow same-host redirects",
+        "description": "Follow redirects to the same scheme, host and port; never to another server.",
+        "schema": {"type": ["boolean", "null"], "default": False},
+    },
     "cache_dir": {
         "label": "Shared cache directory",
         "description": "Optional directory where processes of one machine share cached forecasts.",

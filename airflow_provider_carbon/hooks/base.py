@@ -37,6 +37,7 @@ from airflow_provider_carbon.core.forecast import Forecast, Signal
 from airflow_provider_carbon.exceptions import (
     BadPayloadError,
     CarbonApiError,
+    CarbonError,
     InvalidForecastError,
     InvalidRequestError,
     ServiceUnavailableError,
@@ -44,12 +45,12 @@ from airflow_provider_carbon.exceptions import (
 from airflow_provider_carbon.hooks import transport
 from airflow_provider_carbon.hooks.cache import forecast_cache
 from airflow_provider_carbon.hooks.timeutil import HOUR, ceil_hours, format_hours
-from airflow_provider_carbon.hooks.transport import Redactor, Transport, TransportSettings
+from airflow_provider_carbon.hooks.transport import RedactingLogger, Redactor, Transport, TransportSettings
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-__all__ = ["DEFAULTS", "CarbonIntensityHook", "Location", "bounded_by_deadline", "current_deadline"]
+__all__ = ["DEFAULTS", "CarbonIntensityHook", "Location", "public_call", "current_deadline"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -77,15 +78,23 @@ def _deadline_scope(deadline: datetime | None) -> Iterator[datetime | None]:
         _DEADLINE.reset(token)
 
 
-def bounded_by_deadline(method: F) -> F:
-    """Make a public hook method honour its ``deadline=`` keyword: every request it makes, with all attempts and
-    waits, ends by then (nested calls keep the earliest deadline). The method declares ``deadline`` itself, for
-    its signature and documentation."""
+def public_call(method: F) -> F:
+    """The boundary of a public hook method that asks a service:
+
+    * it honours its ``deadline=`` keyword: every request it makes, with all attempts and waits, ends by then
+      (nested calls keep the earliest deadline); the method declares ``deadline`` itself, for its signature and
+      documentation;
+    * every provider error leaving it passes the connection's one redaction rule, whatever raised it (the
+      transport, or a parser quoting a bad field of a 200 answer that echoed the token).
+    """
 
     @functools.wraps(method)
     def wrapper(self: CarbonIntensityHook, *args: Any, **kwargs: Any) -> Any:
         with _deadline_scope(kwargs.get("deadline")):
-            return method(self, *args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except CarbonError as err:
+                raise self.redactor.scrub(err)  # noqa: B904 - the same error, re-raised with its traceback
 
     return wrapper  # type: ignore[return-value]
 
@@ -93,6 +102,9 @@ def bounded_by_deadline(method: F) -> F:
 #: Defaults of the settings every connection may override in its extras (and a hook in its constructor).
 DEFAULTS: dict[str, Any] = {
     "timeout": 10.0,  # seconds to wait for a response (read timeout)
+    "request_budget": 30.0,  # seconds one request may take in all: connect, redirects and the whole body
+    "max_response_bytes": 4 * 1024 * 1024,  # bytes a response body may have, decompressed
+    "allow_redirects": False,  # follow redirects to the same scheme, host and port (never to another server)
     "connect_timeout": 5.0,  # seconds to establish the connection
     "max_attempts": 4,  # requests per call at most, the first included
     "max_retry_wait": 30.0,  # seconds of waiting between attempts per call at most
@@ -126,6 +138,11 @@ class CarbonIntensityHook(BaseHook):
     :param retry_backoff: first back-off step in seconds (extra ``retry_backoff``).
     :param cache_ttl: seconds a forecast stays cached; 0 disables the cache (extra ``cache_ttl``).
     :param cache_dir: directory of a file cache shared by the processes of a machine (extra ``cache_dir``).
+    :param request_budget: seconds one request may take in all, connect, redirects and whole body (extra
+        ``request_budget``); a body still arriving then is a timeout.
+    :param max_response_bytes: bytes a response body may have, decompressed (extra ``max_response_bytes``).
+    :param allow_redirects: follow redirects to the same scheme, host and port (extra ``allow_redirects``, a word:
+        true/false); a redirect elsewhere is always a :class:`~airflow_provider_carbon.exceptions.RedirectError`.
 
     Arguments given here win over the connection's extras, which win over the defaults.
     """
@@ -153,6 +170,9 @@ class CarbonIntensityHook(BaseHook):
         retry_backoff: float | None = None,
         cache_ttl: float | None = None,
         cache_dir: str | None = None,
+        request_budget: float | None = None,
+        max_response_bytes: int | None = None,
+        allow_redirects: bool | None = None,
     ) -> None:
         super().__init__()
         self.carbon_conn_id = carbon_conn_id or self.default_conn_name
@@ -164,6 +184,9 @@ class CarbonIntensityHook(BaseHook):
             "retry_backoff": retry_backoff,
             "cache_ttl": cache_ttl,
             "cache_dir": cache_dir,
+            "request_budget": request_budget,
+            "max_response_bytes": max_response_bytes,
+            "allow_redirects": allow_redirects,
         }
         self._connection: Connection | None = None
 
@@ -271,8 +294,21 @@ class CarbonIntensityHook(BaseHook):
 
     @property
     def redactor(self) -> Redactor:
-        """The connection's one redaction rule (see :class:`~airflow_provider_carbon.hooks.transport.Redactor`)."""
-        return Redactor(self._secrets())
+        """The connection's one redaction rule (see :class:`~airflow_provider_carbon.hooks.transport.Redactor`).
+
+        Knows nothing before the connection is loaded (nothing secret can have been sent or echoed yet), so that
+        a log line never makes a hook read its connection (the sync read may deadlock the triggerer).
+        """
+        if self._connection is None:
+            return Redactor(())
+        conn = self._connection
+        basic = (conn.login, conn.password) if conn.login and conn.password else None
+        return Redactor(self._secrets(), basic=basic)
+
+    @property
+    def log(self) -> Any:
+        """The hook's logger, every line through :attr:`redactor` (a service's warnings quote its answers)."""
+        return RedactingLogger(super().log, lambda: self.redactor)
 
     def redact(self, text: str) -> str:
         """Replace any credential of the connection found in ``text`` (error bodies may echo a request)."""
@@ -307,6 +343,9 @@ class CarbonIntensityHook(BaseHook):
             max_attempts=max(1, int(self._number("max_attempts"))),
             max_retry_wait=self._number("max_retry_wait"),
             retry_backoff=self._number("retry_backoff"),
+            max_response_bytes=int(self._number("max_response_bytes")),
+            request_budget=self._number("request_budget"),
+            allow_redirects=self.flag("allow_redirects"),
         )
 
     def request_json(
@@ -377,7 +416,7 @@ class CarbonIntensityHook(BaseHook):
 
     # -- the common interface ---------------------------------------------------------------------------------------
 
-    @bounded_by_deadline
+    @public_call
     def get_latest(
         self,
         zone: str | None = None,
@@ -396,7 +435,7 @@ class CarbonIntensityHook(BaseHook):
         """
         return self._fetch_latest(self.resolve_location(zone, lat, lon))
 
-    @bounded_by_deadline
+    @public_call
     def get_forecast(
         self,
         zone: str | None = None,
@@ -465,7 +504,7 @@ class CarbonIntensityHook(BaseHook):
         self._check_horizon(forecast, horizon if min_horizon is None else min_horizon, min_horizon is None)
         return forecast
 
-    @bounded_by_deadline
+    @public_call
     def get_history(
         self,
         zone: str | None = None,
@@ -492,7 +531,7 @@ class CarbonIntensityHook(BaseHook):
         try:
             return True, self._test_connection()
         except CarbonApiError as err:
-            return False, str(err)
+            return False, self.redact(str(err))
         except Exception as err:  # the UI shows this message; any failure is an answer, not a crash
             return False, f"{type(err).__name__}: {self.redact(str(err))}"
 

@@ -30,7 +30,7 @@ from airflow_provider_carbon.exceptions import (
     InvalidRequestError,
     NotEntitledError,
 )
-from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, bounded_by_deadline
+from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, public_call
 from airflow_provider_carbon.hooks.timeutil import format_utc, parse_timestamp
 
 __all__ = ["CarbonAwareSdkHook", "EmissionsPoint", "SdkForecast", "parse_timespan"]
@@ -272,7 +272,7 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
 
     # -- SDK-specific calls -------------------------------------------------------------------------------------
 
-    @bounded_by_deadline
+    @public_call
     def get_current_forecasts(
         self,
         locations: list[str],
@@ -303,7 +303,7 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
             raise self.missing(f"one forecast per location ({len(locations)})", label)
         return [self._forecast_dto(item, loc) for item, loc in zip(body, locations, strict=True)]
 
-    @bounded_by_deadline
+    @public_call
     def get_latest_many(self, locations: list[str], *, deadline: datetime | None = None) -> dict[str, Forecast]:
         """Current intensity of several locations, in one request when the answer can be matched back.
 
@@ -326,7 +326,7 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
             return {loc: self._series(by_location[loc][-1:], loc) for loc in locations}
         return {loc: self.get_latest(loc) for loc in locations}
 
-    @bounded_by_deadline
+    @public_call
     def get_best_location(
         self,
         locations: list[str],
@@ -353,7 +353,7 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
         )
         return self._emissions(body, ",".join(locations))
 
-    @bounded_by_deadline
+    @public_call
     def list_locations(self, *, deadline: datetime | None = None) -> dict[str, Any]:
         """``GET /locations``: the location names this deployment knows.
 

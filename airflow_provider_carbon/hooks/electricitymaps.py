@@ -29,7 +29,7 @@ from airflow_provider_carbon.exceptions import (
     InvalidRequestError,
     NotEntitledError,
 )
-from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, bounded_by_deadline
+from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, public_call
 from airflow_provider_carbon.hooks.timeutil import chunks, format_utc, parse_timestamp
 
 __all__ = ["ElectricityMapsHook", "ZoneAccess"]
@@ -275,7 +275,7 @@ class ElectricityMapsHook(CarbonIntensityHook):
         points = sorted(seen.values())
         return self.build_forecast(points, zone=zone, end=_end(points, name))
 
-    @bounded_by_deadline
+    @public_call
     def list_zones(self, *, deadline: datetime | None = None) -> dict[str, ZoneAccess]:
         """The zones this token may use, and which routes it may call in each (``GET /zones``).
 

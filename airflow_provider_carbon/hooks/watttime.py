@@ -25,7 +25,7 @@ import requests
 
 from airflow_provider_carbon.core.forecast import Forecast, Signal
 from airflow_provider_carbon.exceptions import AuthenticationError, CarbonApiError, InvalidRequestError
-from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, bounded_by_deadline
+from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, public_call
 from airflow_provider_carbon.hooks.timeutil import chunks, parse_timestamp
 
 __all__ = ["LBS_PER_MWH_TO_G_PER_KWH", "WattTimeHook"]
@@ -238,7 +238,7 @@ class WattTimeHook(CarbonIntensityHook):
         ordered = sorted(points.values())
         return self.build_forecast(ordered, zone=region, end=min(meta_end, end) if meta_end else None)
 
-    @bounded_by_deadline
+    @public_call
     def my_access(self, *, deadline: datetime | None = None) -> dict[str, Any]:
         """``GET /v3/my-access``: the signal types, regions and endpoints this account may read.
 

@@ -38,6 +38,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.server.requests.append((self.path, dict(self.headers.items())))
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client may give up: that is the test
             self.server.respond(self)
+        # one request per connection: a kept-alive connection would hold the server's only thread (and shutdown)
+        self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet test output
         pass
@@ -61,7 +63,7 @@ def running(respond: Callable[[http.server.BaseHTTPRequestHandler], None], host:
 def send(handler: http.server.BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str] | None = None):
     """Answer with ``body`` (its Content-Length set unless the headers say otherwise)."""
     handler.send_response(status)
-    headers = {"Content-Type": "application/json", **(headers or {})}
+    headers = {"Content-Type": "application/json", "Connection": "close", **(headers or {})}
     if "Transfer-Encoding" not in headers:
         headers.setdefault("Content-Length", str(len(body)))
     for name, value in headers.items():
