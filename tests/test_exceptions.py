@@ -34,6 +34,9 @@ EXAMPLES = {
     "RateLimitedError": lambda: exceptions.RateLimitedError("slow down", retry_after=7.5, **{**API, "status": 429}),
     "ServiceUnavailableError": lambda: exceptions.ServiceUnavailableError("down", **API),
     "InvalidRequestError": lambda: exceptions.InvalidRequestError("bad zone", **{**API, "status": 404}),
+    "RedirectError": lambda: exceptions.RedirectError(
+        "redirected", location="http://127.0.0.2:8080/v3", **{**API, "status": 302}
+    ),
     "BadPayloadError": lambda: exceptions.BadPayloadError("zeros", reason="invalid_forecast", **{**API, "status": 200}),
 }
 
