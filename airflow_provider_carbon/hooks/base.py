@@ -442,7 +442,7 @@ class CarbonIntensityHook(BaseHook):
             )
         try:
             return response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a nesting bomb such as [[[[...]]]]
             snippet = self.redact(response.text)[:80]  # redact first: a cut could split a token
             raise BadPayloadError(
                 f"{path} answered with malformed JSON: {snippet!r}",
@@ -456,7 +456,7 @@ class CarbonIntensityHook(BaseHook):
         """The service's own words about an error response (subclasses know their error shapes)."""
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a nesting bomb
             return self.redact(response.text).strip()[:200] or response.reason or "no details"
         if isinstance(body, dict):
             for key in ("message", "error", "detail", "title"):
