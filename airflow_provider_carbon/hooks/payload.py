@@ -8,6 +8,7 @@ looked like a perfectly clean grid. Every check here raises
 zone, with one of these ``reason`` codes:
 
 * ``missing_field``: a required field is absent;
+* ``empty``: an empty list, object or string where data belongs (how outages look);
 * ``bad_type``: a field has the wrong JSON type (a boolean or a string where a number belongs, a number where a
   timestamp belongs, a string where a list belongs, ...);
 * ``bad_value``: right type, but unreadable (a timestamp that does not parse or has no offset, an unknown unit);
