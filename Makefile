@@ -8,7 +8,7 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 # pip's own notice about newer releases is noise on machines without internet
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install test test-fast lint format bench demo constraints clean
+.PHONY: install test test-fast fuzz lint format bench demo constraints clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,12 @@ test: install
 ## pure and in-process tests only (skips tests marked slow)
 test-fast: install
 	$(PY) -m pytest -m "not slow"
+
+## property-based fuzzing of every response parser and fetcher, 5000 examples per hook (the normal suite runs 200);
+## CARBON_FUZZ_EXAMPLES=... to change
+CARBON_FUZZ_EXAMPLES ?= 5000
+fuzz: install
+	CARBON_FUZZ_EXAMPLES=$(CARBON_FUZZ_EXAMPLES) $(PY) -m pytest -m fuzz -q tests/hooks/test_fuzz.py
 
 ## formatting and lint rules (pyproject.toml [tool.ruff]); CI runs this before the tests
 lint: install

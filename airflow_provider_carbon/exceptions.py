@@ -251,10 +251,23 @@ class RedirectError(InvalidRequestError):
 class BadPayloadError(CarbonApiError):
     """The service answered 200 but the data cannot be trusted.
 
-    :param reason: ``empty``, ``malformed_json``, ``missing_field``, ``invalid_forecast`` (all zeros, NaN, gaps,
-        ...: see :class:`InvalidForecastError`), ``short_forecast``, ``too_large`` (the body, decompressed, exceeds
-        the connection's ``max_response_bytes``) or ``bad_encoding`` (a ``Content-Encoding`` the hook did not ask
-        for).
+    :param reason: a short machine-readable code:
+
+        * ``empty``: no body, or no data in it (``{}``, ``[]``, ``{"data": []}``);
+        * ``malformed_json``: the body is not JSON, or nested too deeply to decode (a nesting bomb);
+        * ``missing_field``: a required field is absent;
+        * ``bad_type``: a field has the wrong JSON type (a boolean or a string where a number belongs, a number
+          where a timestamp belongs, a string where a list belongs, ...);
+        * ``bad_value``: right type but unreadable (a timestamp without offset, an unknown unit, a bad duration);
+        * ``out_of_range``: a number that is not finite, overflows or is absurd (an intensity above 5,000
+          gCO2eq/kWh after unit conversion), or a timestamp before 1970, after 2200 or overflowing in UTC;
+        * ``invalid_forecast``: the series fails validation (all zeros, negative, gaps, ...: see
+          :class:`InvalidForecastError`);
+        * ``short_forecast``: the forecast covers less than the caller needs;
+        * ``too_large``: the body, decompressed, exceeds the connection's ``max_response_bytes``;
+        * ``bad_encoding``: a ``Content-Encoding`` the hook did not ask for.
+
+    The detail names the field (``'forecast[3].datetime'``) and never quotes a credential.
     """
 
     default_hint = "the service returned unusable data; it is treated like an outage"

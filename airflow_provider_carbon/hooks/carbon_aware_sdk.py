@@ -31,9 +31,15 @@ from airflow_provider_carbon.exceptions import (
     NotEntitledError,
 )
 from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, public_call
-from airflow_provider_carbon.hooks.timeutil import format_utc, parse_timestamp
+from airflow_provider_carbon.hooks.payload import MISSING, Reader
+from airflow_provider_carbon.hooks.timeutil import format_utc
 
 __all__ = ["CarbonAwareSdkHook", "EmissionsPoint", "SdkForecast", "parse_timespan"]
+
+_HOUR = timedelta(hours=1)
+_MINUTE = timedelta(minutes=1)
+#: Longest credible duration of one data point (a year: Electricity Maps' coarsest granularity)
+_MAX_DURATION = timedelta(days=366)
 
 
 def parse_timespan(value: str | int | float) -> timedelta:
@@ -126,7 +132,7 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
         """RFC 7807: ``title: detail`` plus the per-field ``errors``."""
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a nesting bomb
             return super().error_detail(response)
         if not isinstance(body, dict):
             return super().error_detail(response)
@@ -167,24 +173,51 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
 
     # -- parsing ------------------------------------------------------------------------------------------------
 
-    def _emissions(self, body: Any, zone: str | None) -> list[EmissionsPoint]:
+    def _reader(self, zone: str | None) -> Reader:
+        return Reader(self.service, zone, self.redact)
+
+    @staticmethod
+    def _duration(read: Reader, value: Any, field: str, default: timedelta) -> timedelta:
+        """A TimeSpan string or a number of minutes; ``default`` when absent, null, 0 or ``""`` (as the SDK omits
+        it)."""
+        if value is None or value is MISSING or (not isinstance(value, bool) and value in (0, "")):
+            return default
+        if isinstance(value, str):
+            try:
+                if len(value) > 64:
+                    raise ValueError("too long")
+                duration = parse_timespan(value)
+            except (ValueError, OverflowError):  # OverflowError: more days than a timedelta holds
+                raise read.error(f"'{field}' {read.quote(value)} is not a TimeSpan", "bad_value") from None
+        else:
+            minutes = read.number(value, field, minimum=0, maximum=_MAX_DURATION / _MINUTE, unit="minutes")
+            duration = timedelta(minutes=minutes)
+        if duration > _MAX_DURATION:  # also keeps time + duration far from datetime's limits
+            raise read.error(f"'{field}' is {duration}, longer than {_MAX_DURATION.days} days", "out_of_range")
+        return duration
+
+    def parse_emissions(self, body: Any, zone: str | None) -> list[EmissionsPoint]:
+        """A decoded list of ``EmissionsData`` (``bylocation``, ``bylocations``, ``bylocations/best``), sorted by
+        time; ``None`` (a 204) is no data.
+
+        :raises BadPayloadError: naming the first bad field.
+        """
         if body is None:
             return []
-        if not isinstance(body, list):
-            raise self.missing("a list of EmissionsData", zone)
+        read = self._reader(zone)
         out = []
-        for item in body:
-            try:
-                out.append(
-                    EmissionsPoint(
-                        location=str(item["location"]),
-                        time=parse_timestamp(item["time"]),
-                        value=float(item["rating"]),
-                        duration=parse_timespan(item.get("duration") or "01:00:00"),
-                    )
+        for i, item in enumerate(read.array(body, "")):
+            at = f"[{i}]"
+            item = read.mapping(item, at)
+            out.append(
+                EmissionsPoint(
+                    location=str(read.text(item.get("location", MISSING), f"{at}.location")),
+                    time=read.timestamp(item.get("time", MISSING), f"{at}.time"),
+                    # the SDK writes -1 for an upstream null (carbon-aware-sdk#571): refused, or it would rank best
+                    value=read.number(item.get("rating", MISSING), f"{at}.rating", minimum=0),
+                    duration=self._duration(read, item.get("duration"), f"{at}.duration", _HOUR),
                 )
-            except (KeyError, TypeError, ValueError):
-                raise self.missing(f"location/time/rating in an EmissionsData item (got {item!r})", zone) from None
+            )
         return sorted(out, key=lambda p: p.time)
 
     def _series(self, points: list[EmissionsPoint], zone: str | None, generated_at: datetime | None = None) -> Forecast:
@@ -197,46 +230,92 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
             generated_at=generated_at,
         )
 
-    def _forecast_dto(self, item: Any, zone: str | None) -> SdkForecast:
-        if not isinstance(item, dict) or not isinstance(item.get("forecastData"), list):
-            raise self.missing("'forecastData' in the forecast", zone)
-        location = str(item.get("location") or zone)
+    def _forecast_dto(self, item: Any, zone: str) -> SdkForecast:
+        read = self._reader(zone)
+        item = read.mapping(item, "")
+        data_items = read.array(item.get("forecastData", MISSING), "forecastData")
+        named = read.text(item.get("location"), "location", optional=True)
+        location = self.redact(named) if named else zone  # redacted: it becomes the zone errors name
 
-        def points(key: str) -> list[EmissionsPoint]:
+        def points(key: str, items: Any) -> list[EmissionsPoint]:
             out = []
-            for p in item.get(key) or []:
-                try:
-                    out.append(
-                        EmissionsPoint(
-                            location=str(p.get("location", location)),
-                            time=parse_timestamp(p["timestamp"]),
-                            value=float(p["value"]),
-                            duration=parse_timespan(p.get("duration") or 0),
-                        )
+            for i, p in enumerate(read.array(items, key, optional=True)):
+                at = f"{key}[{i}]"
+                p = read.mapping(p, at)
+                out.append(
+                    EmissionsPoint(
+                        location=read.text(p.get("location"), f"{at}.location", optional=True) or location,
+                        time=read.timestamp(p.get("timestamp", MISSING), f"{at}.timestamp"),
+                        value=read.number(p.get("value", MISSING), f"{at}.value", minimum=0),
+                        duration=self._duration(read, p.get("duration"), f"{at}.duration", timedelta(0)),
                     )
-                except (KeyError, TypeError, ValueError):
-                    raise self.missing(f"timestamp/value in a forecast point (got {p!r})", zone) from None
+                )
             return sorted(out, key=lambda e: e.time)
 
         def when(key: str) -> datetime | None:
-            try:
-                return parse_timestamp(item[key]) if item.get(key) else None
-            except (TypeError, ValueError):
-                raise self.missing(f"an ISO 8601 time with offset in {key!r} (got {item[key]!r})", zone) from None
+            value = item.get(key)
+            return None if value == "" else read.optional_timestamp(value, key)
 
-        data = points("forecastData")
+        data = points("forecastData", data_items)
         if data and any(p.duration <= timedelta(0) for p in data):
             raise self.missing("a positive duration in each forecast point", zone)
+        window = item.get("windowSize")
         return SdkForecast(
             location=location,
             requested_at=when("requestedAt"),
             generated_at=when("generatedAt"),
             data_start_at=when("dataStartAt"),
             data_end_at=when("dataEndAt"),
-            window_size=int(item.get("windowSize") or 0),
+            window_size=0
+            if window is None
+            else int(
+                read.number(
+                    window, "windowSize", minimum=0, maximum=_MAX_DURATION / _MINUTE, integer=True, unit="minutes"
+                )
+            ),
             forecast=self._series(data, location, when("generatedAt")),
-            optimal=tuple(points("optimalDataPoints")),
+            optimal=tuple(points("optimalDataPoints", item.get("optimalDataPoints"))),
         )
+
+    def parse_forecasts(self, body: Any, locations: list[str]) -> list[SdkForecast]:
+        """A decoded ``/emissions/forecasts/current`` answer: one ``EmissionsForecastDTO`` per location asked for.
+
+        :raises BadPayloadError: naming the first bad field.
+        """
+        label = ",".join(locations)
+        items = self._reader(label).array(body, "")
+        if len(items) != len(locations):
+            raise self.missing(f"one forecast per location ({len(locations)})", label)
+        return [self._forecast_dto(item, loc) for item, loc in zip(items, locations, strict=True)]
+
+    def parse_latest(self, body: Any, label: str) -> Forecast:
+        """A decoded ``/emissions/bylocations`` answer for one location: its latest value as a one-point forecast."""
+        return self._series(self.parse_emissions(body, label)[-1:], label)
+
+    def parse_latest_many(self, body: Any, locations: list[str]) -> dict[str, Forecast] | None:
+        """A decoded ``/emissions/bylocations`` answer for several locations: each one's latest value, or ``None``
+        when the answer's locations are not the ones asked for (the SDK may name its data source's regions)."""
+        by_location: dict[str, list[EmissionsPoint]] = {}
+        for point in self.parse_emissions(body, ",".join(locations)):
+            by_location.setdefault(point.location, []).append(point)
+        if set(by_location) != set(locations):
+            return None
+        return {loc: self._series(by_location[loc][-1:], loc) for loc in locations}
+
+    def parse_history(self, body: Any, label: str, start: datetime, end: datetime) -> Forecast:
+        """A decoded ``/emissions/bylocation`` answer as the series over ``[start, end)``."""
+        return self._series([p for p in self.parse_emissions(body, label) if start <= p.time < end], label)
+
+    def parse_locations(self, body: Any) -> dict[str, Any]:
+        """A decoded ``/locations`` answer: location name -> ``{Latitude, Longitude, Name}``; ``None`` (204) is none."""
+        if body is None:
+            return {}
+        read = self._reader(None)
+        locations = read.mapping(body, "")
+        for name, info in locations.items():
+            read.text(name, "a location name")
+            read.mapping(info, name)
+        return locations
 
     # -- the common interface -----------------------------------------------------------------------------------
 
@@ -248,8 +327,7 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
             zone=location.label,
             allow_empty=True,
         )
-        points = self._emissions(body, location.label)
-        return self._series(points[-1:], location.label)
+        return self.parse_latest(body, location.label)
 
     def _fetch_forecast(self, location: Location, horizon: timedelta, granularity: timedelta | None) -> Forecast:
         # No dataStartAt/dataEndAt: the SDK answers 400 unless both lie inside the upstream forecast, and the
@@ -267,8 +345,7 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
             zone=location.label,
             allow_empty=True,
         )
-        points = [p for p in self._emissions(body, location.label) if start <= p.time < end]
-        return self._series(points, location.label)
+        return self.parse_history(body, location.label, start, end)
 
     # -- SDK-specific calls -------------------------------------------------------------------------------------
 
@@ -299,9 +376,7 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
             params.append(("windowSize", int(window_size.total_seconds() // 60)))
         label = ",".join(locations)
         body = self.request_json("/emissions/forecasts/current", params=params, headers=self._headers(), zone=label)
-        if not isinstance(body, list) or len(body) != len(locations):
-            raise self.missing(f"one forecast per location ({len(locations)})", label)
-        return [self._forecast_dto(item, loc) for item, loc in zip(body, locations, strict=True)]
+        return self.parse_forecasts(body, locations)
 
     @public_call
     def get_latest_many(self, locations: list[str], *, deadline: datetime | None = None) -> dict[str, Forecast]:
@@ -319,12 +394,8 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
             zone=",".join(locations),
             allow_empty=True,
         )
-        by_location: dict[str, list[EmissionsPoint]] = {}
-        for point in self._emissions(body, None):
-            by_location.setdefault(point.location, []).append(point)
-        if set(by_location) == set(locations):
-            return {loc: self._series(by_location[loc][-1:], loc) for loc in locations}
-        return {loc: self.get_latest(loc) for loc in locations}
+        latest = self.parse_latest_many(body, locations)
+        return latest if latest is not None else {loc: self.get_latest(loc) for loc in locations}
 
     @public_call
     def get_best_location(
@@ -351,7 +422,7 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
             zone=",".join(locations),
             allow_empty=True,
         )
-        return self._emissions(body, ",".join(locations))
+        return self.parse_emissions(body, ",".join(locations))
 
     @public_call
     def list_locations(self, *, deadline: datetime | None = None) -> dict[str, Any]:
@@ -359,8 +430,7 @@ class CarbonAwareSdkHook(CarbonIntensityHook):
 
         :param deadline: a tz-aware instant by which the call has ended (see :meth:`get_forecast`).
         """
-        body = self.request_json("/locations", headers=self._headers(), allow_empty=True)
-        return body if isinstance(body, dict) else {}
+        return self.parse_locations(self.request_json("/locations", headers=self._headers(), allow_empty=True))
 
     def _test_connection(self) -> str:
         locations = self.list_locations()

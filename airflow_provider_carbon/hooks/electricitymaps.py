@@ -16,6 +16,7 @@ our exceptions.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +31,8 @@ from airflow_provider_carbon.exceptions import (
     NotEntitledError,
 )
 from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, public_call
-from airflow_provider_carbon.hooks.timeutil import chunks, format_utc, parse_timestamp
+from airflow_provider_carbon.hooks.payload import MISSING, Reader
+from airflow_provider_carbon.hooks.timeutil import chunks, format_utc
 
 __all__ = ["ElectricityMapsHook", "ZoneAccess"]
 
@@ -151,7 +153,7 @@ class ElectricityMapsHook(CarbonIntensityHook):
     def error_detail(self, response: requests.Response) -> str:
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a nesting bomb
             return super().error_detail(response)
         if isinstance(body, dict):
             parts = [str(body[k]) for k in ("error", "message") if body.get(k)]
@@ -194,21 +196,101 @@ class ElectricityMapsHook(CarbonIntensityHook):
 
     # -- reading ------------------------------------------------------------------------------------------------
 
-    def _point(self, item: Any, zone: str | None) -> tuple[datetime, float, bool] | None:
-        if not isinstance(item, dict) or "datetime" not in item or "carbonIntensity" not in item:
-            raise self.missing("'datetime' and 'carbonIntensity' in a data point", zone)
-        value = item["carbonIntensity"]
+    def _reader(self, zone: str | None) -> Reader:
+        return Reader(self.service, zone, self.redact)
+
+    def _zone(self, read: Reader, body: dict[str, Any], label: str) -> str:
+        """The zone the body names, else the one asked for; redacted, since it ends up in errors and logs."""
+        zone = read.text(body.get("zone"), "zone", optional=True)
+        return self.redact(zone) if zone else label
+
+    def _point(self, read: Reader, item: Any, at: str) -> tuple[datetime, float, bool] | None:
+        item = read.mapping(item, at)
+        prefix = f"{at}." if at else ""
+        value = item.get("carbonIntensity", MISSING)
         if value is None:  # Electricity Maps returns null for hours it has no value for; skip, gaps are checked
             return None
-        try:
-            return parse_timestamp(item["datetime"]), float(value), bool(item.get("isEstimated", False))
-        except (TypeError, ValueError):
-            raise self.missing(f"a valid point (got {item!r})", zone) from None
+        return (
+            read.timestamp(item.get("datetime", MISSING), f"{prefix}datetime"),
+            read.number(value, f"{prefix}carbonIntensity"),
+            read.flag(item.get("isEstimated"), f"{prefix}isEstimated"),
+        )
 
-    def _points(self, items: Any, key: str, zone: str | None) -> list[tuple[datetime, float, bool]]:
-        if not isinstance(items, list):
-            raise self.missing(f"a '{key}' list", zone)
-        return [p for p in (self._point(i, zone) for i in items) if p is not None]
+    def _points(self, read: Reader, items: Any, key: str) -> list[tuple[datetime, float, bool]]:
+        points = (self._point(read, item, f"{key}[{i}]") for i, item in enumerate(read.array(items, key)))
+        return [p for p in points if p is not None]
+
+    def parse_latest(self, body: Any, label: str, granularity: str) -> Forecast:
+        """A decoded ``/carbon-intensity/latest`` answer as a one-point forecast.
+
+        :param label: the zone asked for; :param granularity: the ``temporalGranularity`` asked for.
+        :raises BadPayloadError: naming the first bad field.
+        """
+        read = self._reader(label)
+        body = read.mapping(body, "")
+        zone = self._zone(read, body, label)
+        point = self._point(read, body, "")
+        if point is None:
+            raise self.missing("a carbonIntensity value (it was null)", label)
+        name = read.text(body.get("temporalGranularity"), "temporalGranularity", optional=True) or granularity
+        step = _GRANULARITY_STEPS.get(name, timedelta(hours=1))
+        return self.build_forecast([point], zone=zone, end=point[0] + step)
+
+    def parse_forecast(self, body: Any, label: str, granularity: str) -> Forecast:
+        """A decoded ``/carbon-intensity/forecast`` answer as a forecast.
+
+        :raises BadPayloadError: naming the first bad field.
+        """
+        read = self._reader(label)
+        body = read.mapping(body, "")
+        zone = self._zone(read, body, label)
+        points = self._points(read, body.get("forecast", MISSING), "forecast")
+        generated = read.optional_timestamp(body.get("updatedAt"), "updatedAt")
+        return self.build_forecast(points, zone=zone, end=_end(points, granularity), generated_at=generated)
+
+    def parse_history(
+        self, bodies: Iterable[Any], label: str, start: datetime, end: datetime, granularity: str
+    ) -> Forecast:
+        """Decoded ``/carbon-intensity/past-range`` answers (one per chunk of the range) as one series over
+        ``[start, end)``.
+
+        :raises BadPayloadError: naming the first bad field.
+        """
+        read = self._reader(label)
+        seen: dict[datetime, tuple[datetime, float, bool]] = {}
+        zone = label
+        for body in bodies:
+            body = read.mapping(body, "")
+            zone = self._zone(read, body, zone)
+            for point in self._points(read, body.get("data", MISSING), "data"):
+                if start <= point[0] < end:
+                    seen.setdefault(point[0], point)  # ranges may share their boundary point
+        points = sorted(seen.values())
+        return self.build_forecast(points, zone=zone, end=_end(points, granularity))
+
+    def parse_zones(self, body: Any) -> dict[str, ZoneAccess]:
+        """A decoded ``/zones`` answer: each zone key with what the token may call there.
+
+        :raises BadPayloadError: naming the first bad field.
+        """
+        read = self._reader(None)
+        body = read.mapping(body, "")
+        if isinstance(body.get("zones"), dict):  # tolerate the SDK's documented wrapper
+            body = body["zones"]
+        zones = {}
+        for key, info in body.items():
+            read.text(key, "a zone key")
+            info = read.mapping(info, key)
+            zones[key] = ZoneAccess(
+                zone=key,
+                name=read.text(info.get("zoneName"), f"{key}.zoneName", optional=True) or key,
+                country=read.text(info.get("countryName"), f"{key}.countryName", optional=True),
+                access=tuple(
+                    str(read.text(route, f"{key}.access[{i}]"))
+                    for i, route in enumerate(read.array(info.get("access"), f"{key}.access", optional=True))
+                ),
+            )
+        return zones
 
     def _fetch_latest(self, location: Location) -> Forecast:
         granularity = self._granularity_name(None)
@@ -218,12 +300,7 @@ class ElectricityMapsHook(CarbonIntensityHook):
             headers=self._headers(),
             zone=location.label,
         )
-        zone = body.get("zone", location.label) if isinstance(body, dict) else location.label
-        point = self._point(body, zone)
-        if point is None:
-            raise self.missing("a carbonIntensity value (it was null)", zone)
-        step = _GRANULARITY_STEPS.get(body.get("temporalGranularity") or granularity, timedelta(hours=1))
-        return self.build_forecast([point], zone=zone, end=point[0] + step)
+        return self.parse_latest(body, location.label, granularity)
 
     def _fetch_forecast(self, location: Location, horizon: timedelta, granularity: timedelta | None) -> Forecast:
         name = self._granularity_name(granularity)
@@ -236,14 +313,7 @@ class ElectricityMapsHook(CarbonIntensityHook):
             headers=self._headers(),
             zone=location.label,
         )
-        if not isinstance(body, dict):
-            raise self.missing("a JSON object", location.label)
-        zone = body.get("zone") or location.label
-        points = self._points(body.get("forecast"), "forecast", zone)
-        generated = body.get("updatedAt")
-        return self.build_forecast(
-            points, zone=zone, end=_end(points, name), generated_at=parse_timestamp(generated) if generated else None
-        )
+        return self.parse_forecast(body, location.label, name)
 
     def _fetch_history(
         self, location: Location, start: datetime, end: datetime, granularity: timedelta | None
@@ -251,10 +321,8 @@ class ElectricityMapsHook(CarbonIntensityHook):
         name = self._granularity_name(granularity)
         # past-range allows 10 days per request at hourly granularity; finer steps get one day (not documented)
         size = timedelta(days=10) if name == "hourly" else timedelta(days=1)
-        seen: dict[datetime, tuple[datetime, float, bool]] = {}
-        zone = location.label
-        for lo, hi in chunks(start, end, size):
-            body = self.request_json(
+        bodies = (  # a generator: a bad first answer stops the requests for the rest
+            self.request_json(
                 "/carbon-intensity/past-range",
                 params={
                     **self._location_params(location),
@@ -266,14 +334,9 @@ class ElectricityMapsHook(CarbonIntensityHook):
                 headers=self._headers(),
                 zone=location.label,
             )
-            if not isinstance(body, dict):
-                raise self.missing("a JSON object", location.label)
-            zone = body.get("zone") or zone
-            for point in self._points(body.get("data"), "data", zone):
-                if start <= point[0] < end:
-                    seen.setdefault(point[0], point)  # ranges may share their boundary point
-        points = sorted(seen.values())
-        return self.build_forecast(points, zone=zone, end=_end(points, name))
+            for lo, hi in chunks(start, end, size)
+        )
+        return self.parse_history(bodies, location.label, start, end, name)
 
     @public_call
     def list_zones(self, *, deadline: datetime | None = None) -> dict[str, ZoneAccess]:
@@ -281,21 +344,7 @@ class ElectricityMapsHook(CarbonIntensityHook):
 
         :param deadline: a tz-aware instant by which the call has ended (see :meth:`get_forecast`).
         """
-        body = self.request_json("/zones", headers=self._headers())
-        if isinstance(body, dict) and isinstance(body.get("zones"), dict):  # tolerate the SDK's documented wrapper
-            body = body["zones"]
-        if not isinstance(body, dict):
-            raise self.missing("a JSON object keyed by zone", None)
-        return {
-            key: ZoneAccess(
-                zone=key,
-                name=str(info.get("zoneName", key)),
-                country=info.get("countryName"),
-                access=tuple(info.get("access", ())),
-            )
-            for key, info in body.items()
-            if isinstance(info, dict)
-        }
+        return self.parse_zones(self.request_json("/zones", headers=self._headers()))
 
     def _test_connection(self) -> str:
         # /zones answers without a valid token, so only a data call proves the token: the default zone's latest

@@ -191,7 +191,7 @@ def error_detail(response: requests.Response, redact: Callable[[str], str]) -> s
     """The service's own words about an error response, from the common error shapes."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a nesting bomb such as [[[[...]]]]
         return redact(response.text).strip()[:200] or response.reason or "no details"
     if isinstance(body, dict):
         for key in ("message", "error", "detail", "title"):
@@ -625,7 +625,7 @@ class Transport:
             )
         try:
             return response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a nesting bomb such as [[[[...]]]]
             snippet = self.redactor()(response.text)[:80]  # redact first: a cut could split a token
             raise BadPayloadError(
                 f"{label} answered with malformed JSON: {snippet!r}",

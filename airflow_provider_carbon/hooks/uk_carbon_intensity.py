@@ -17,6 +17,7 @@ sometimes end early (the horizon check decides whether that is enough); scoped r
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -25,7 +26,8 @@ import requests
 from airflow_provider_carbon.core.forecast import Forecast
 from airflow_provider_carbon.exceptions import BadPayloadError, CarbonApiError, InvalidRequestError
 from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location
-from airflow_provider_carbon.hooks.timeutil import chunks, parse_timestamp
+from airflow_provider_carbon.hooks.payload import MISSING, Reader
+from airflow_provider_carbon.hooks.timeutil import chunks
 
 __all__ = ["UkCarbonIntensityHook"]
 
@@ -94,18 +96,28 @@ class UkCarbonIntensityHook(CarbonIntensityHook):
 
     # -- parsing ------------------------------------------------------------------------------------------------
 
-    def _periods(self, body: Any, zone: str) -> list[dict[str, Any]]:
-        """The list of half-hour periods in a national or (scoped) regional answer."""
-        if not isinstance(body, dict) or not body.get("data"):
+    def _reader(self, zone: str | None) -> Reader:
+        return Reader(self.service, zone, self.redact)
+
+    def parse_periods(self, body: Any, zone: str) -> list[Any]:
+        """The list of half-hour periods in a decoded national or (scoped) regional answer.
+
+        :raises BadPayloadError: ``empty`` for the API's outage symptoms (``{}``, ``{"data": []}``), else naming the
+            first field of a wrong type.
+        """
+        read = self._reader(zone)
+        data = read.mapping(body, "").get("data")
+        if data in (None, [], {}):
             raise self.empty(zone)
-        data = body["data"]
-        if isinstance(data, list) and data and isinstance(data[0], dict) and "data" in data[0]:
-            data = data[0]  # regional as documented: the region object wrapped in a list
-        if isinstance(data, dict):
-            data = data.get("data")  # regional as served: {"data": {"regionid": ..., "data": [periods]}}
-        if not isinstance(data, list) or not data:
-            raise self.empty(zone)
-        return data
+        where = "data"
+        if isinstance(data, list) and isinstance(data[0], dict) and "data" in data[0]:
+            data, where = data[0], "data[0]"  # regional as documented: the region object wrapped in a list
+        if isinstance(data, dict):  # regional as served: {"data": {"regionid": ..., "data": [periods]}}
+            data = data.get("data")
+            if data in (None, [], {}):
+                raise self.empty(zone)
+            return read.array(data, f"{where}.data")
+        return read.array(data, "data")
 
     def empty(self, zone: str) -> CarbonApiError:
         return BadPayloadError(
@@ -115,27 +127,33 @@ class UkCarbonIntensityHook(CarbonIntensityHook):
             zone=zone,
         )
 
-    def _series(
+    def parse_series(
         self,
-        periods: list[dict[str, Any]],
+        periods: list[Any],
         zone: str,
         *,
         actuals: bool,
         within: tuple[datetime, datetime] | None = None,
     ) -> Forecast:
+        """Periods as a forecast: the actual where ``actuals`` and there is one, else the forecast value.
+
+        :raises BadPayloadError: naming the first bad field.
+        """
+        read = self._reader(zone)
         by_start: dict[datetime, tuple[datetime, float, bool]] = {}
         ends: dict[datetime, datetime] = {}
-        for period in periods:
-            try:
-                start, end = parse_timestamp(period["from"]), parse_timestamp(period["to"])
-                intensity = period["intensity"]
-                actual = intensity.get("actual") if actuals else None
-                value = actual if actual is not None else intensity["forecast"]
-                if value is None:
-                    continue
-                point = (start, float(value), actual is None)
-            except (KeyError, TypeError, ValueError, AttributeError):
-                raise self.missing(f"from/to/intensity.forecast in a period (got {period!r})", zone) from None
+        for i, period in enumerate(periods):
+            at = f"data[{i}]"
+            period = read.mapping(period, at)
+            start = read.timestamp(period.get("from", MISSING), f"{at}.from")
+            end = read.timestamp(period.get("to", MISSING), f"{at}.to")
+            intensity = read.mapping(period.get("intensity", MISSING), f"{at}.intensity")
+            actual = intensity.get("actual") if actuals else None
+            kind = "forecast" if actual is None else "actual"
+            value = intensity.get(kind, MISSING)
+            if value is None:
+                continue
+            point = (start, read.number(value, f"{at}.intensity.{kind}"), actual is None)
             if within is not None and not within[0] <= start < within[1]:
                 continue
             if start in by_start:  # the API has served one period twice; keep the first and say so
@@ -146,15 +164,27 @@ class UkCarbonIntensityHook(CarbonIntensityHook):
         points = sorted(by_start.values())
         return self.build_forecast(points, zone=zone, end=ends[points[-1][0]] if points else None)
 
+    def parse_latest(self, body: Any, zone: str) -> Forecast:
+        """A decoded ``/intensity`` (or regional) answer: its last period, the actual where there is one."""
+        # /intensity is the latest *complete* half hour; its actual is the best value we have for now
+        return self.parse_series(self.parse_periods(body, zone)[-1:], zone, actuals=True)
+
+    def parse_forecast(self, body: Any, zone: str) -> Forecast:
+        """A decoded ``.../fw24h`` or ``.../fw48h`` answer as a forecast."""
+        return self.parse_series(self.parse_periods(body, zone), zone, actuals=False)
+
+    def parse_history(self, bodies: Iterable[Any], zone: str, start: datetime, end: datetime) -> Forecast:
+        """Decoded ``{from}/{to}`` answers (one per chunk of the range) as one series over ``[start, end)``."""
+        periods = [period for body in bodies for period in self.parse_periods(body, zone)]
+        # national history carries actuals; regional only forecasts, so those points are flagged estimated
+        return self.parse_series(periods, zone, actuals=True, within=(start, end))
+
     # -- the common interface -----------------------------------------------------------------------------------
 
     def _fetch_latest(self, location: Location) -> Forecast:
         zone = location.zone or "national"
         path = "/intensity" if zone == "national" else "/regional" + self._scope(location)
-        body = self.request_json(path, zone=zone)
-        periods = self._periods(body, zone)
-        # /intensity is the latest *complete* half hour; its actual is the best value we have for now
-        return self._series(periods[-1:], zone, actuals=True)
+        return self.parse_latest(self.request_json(path, zone=zone), zone)
 
     def _fetch_forecast(self, location: Location, horizon: timedelta, granularity: timedelta | None) -> Forecast:
         zone = location.zone or "national"
@@ -166,21 +196,20 @@ class UkCarbonIntensityHook(CarbonIntensityHook):
             path = f"/intensity/{_url_time(aligned)}/{window}"
         else:
             path = f"/regional/intensity/{_url_time(aligned)}/{window}{self._scope(location)}"
-        return self._series(self._periods(self.request_json(path, zone=zone), zone), zone, actuals=False)
+        return self.parse_forecast(self.request_json(path, zone=zone), zone)
 
     def _fetch_history(
         self, location: Location, start: datetime, end: datetime, granularity: timedelta | None
     ) -> Forecast:
         zone = location.zone or "national"
-        periods: list[dict[str, Any]] = []
+        paths = []
         for lo, hi in chunks(start, end, timedelta(days=14)):  # ranges are capped at 14 days
             if zone == "national":
-                path = f"/intensity/{_url_time(lo)}/{_url_time(hi)}"
+                paths.append(f"/intensity/{_url_time(lo)}/{_url_time(hi)}")
             else:
-                path = f"/regional/intensity/{_url_time(lo)}/{_url_time(hi)}{self._scope(location)}"
-            periods += self._periods(self.request_json(path, zone=zone), zone)
-        # national history carries actuals; regional only forecasts, so those points are flagged estimated
-        return self._series(periods, zone, actuals=True, within=(start, end))
+                paths.append(f"/regional/intensity/{_url_time(lo)}/{_url_time(hi)}{self._scope(location)}")
+        # a generator: a bad first answer stops the requests for the rest
+        return self.parse_history((self.request_json(path, zone=zone) for path in paths), zone, start, end)
 
     def _test_connection(self) -> str:
         latest = self.get_latest()

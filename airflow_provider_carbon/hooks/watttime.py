@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -26,7 +27,8 @@ import requests
 from airflow_provider_carbon.core.forecast import Forecast, Signal
 from airflow_provider_carbon.exceptions import AuthenticationError, CarbonApiError, InvalidRequestError
 from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, public_call
-from airflow_provider_carbon.hooks.timeutil import chunks, parse_timestamp
+from airflow_provider_carbon.hooks.payload import MISSING, Reader
+from airflow_provider_carbon.hooks.timeutil import chunks
 
 __all__ = ["LBS_PER_MWH_TO_G_PER_KWH", "WattTimeHook"]
 
@@ -35,6 +37,7 @@ LBS_PER_MWH_TO_G_PER_KWH = 0.45359237
 _TOKEN_LIFETIME = 30 * 60.0
 _TOKEN_MARGIN = 60.0  # renew a minute early rather than send a token that expires in flight
 _SIGNALS = {"co2_moer": Signal.MARGINAL, "co2_aoer": Signal.AVERAGE}
+_MAX_TOKEN = 8192  # a JWT; longer is not a token, and would be sent in every header
 
 
 class WattTimeHook(CarbonIntensityHook):
@@ -104,10 +107,7 @@ class WattTimeHook(CarbonIntensityHook):
             cached = self._tokens.get(key)
             if cached and not renew and cached[1] > time.time():
                 return cached[0]
-            body = self.request_json("/login", auth=(login, password))
-            token = body.get("token") if isinstance(body, dict) else None
-            if not token:
-                raise self.missing("a token in the login response", None)
+            token = self.parse_login(self.request_json("/login", auth=(login, password)))
             self._tokens[key] = (token, time.time() + _TOKEN_LIFETIME - _TOKEN_MARGIN)
             return token
 
@@ -147,35 +147,118 @@ class WattTimeHook(CarbonIntensityHook):
 
     # -- parsing ------------------------------------------------------------------------------------------------
 
-    def _series(self, body: Any, zone: str, *, end: datetime | None = None) -> Forecast:
-        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-            raise self.missing("a 'data' list", zone)
-        meta = body.get("meta") or {}
+    def _reader(self, zone: str | None) -> Reader:
+        return Reader(self.service, zone, self.redact)
+
+    def parse_login(self, body: Any) -> str:
+        """The bearer token of a decoded ``/login`` answer.
+
+        :raises BadPayloadError: if there is none, or it could not be sent in a header (never quoting it).
+        """
+        read = self._reader(None)
+        token = read.text(read.mapping(body, "").get("token", MISSING), "token", max_length=_MAX_TOKEN)
+        if not token or not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
+            raise read.error("'token' is not a bearer token (not printable ASCII without spaces)", "bad_value")
+        return token
+
+    def parse_series(self, body: Any, zone: str, *, end: datetime | None = None) -> Forecast:
+        """A decoded ``/v3/forecast`` or ``/v3/historical`` answer as a forecast in gCO2eq/kWh (points at or after
+        ``end`` left out).
+
+        :raises BadPayloadError: naming the first bad field.
+        """
+        read = self._reader(zone)
+        body = read.mapping(body, "")
+        items = read.array(body.get("data", MISSING), "data")
+        meta = read.mapping(body.get("meta"), "meta", optional=True)
         units = meta.get("units", "lbs_co2_per_mwh")
         if units != "lbs_co2_per_mwh":
-            raise self.missing(f"an emissions rate in lbs_co2_per_mwh (got units {units!r})", zone)
-        for warning in meta.get("warnings") or []:
-            self.log.warning("watttime: %s", warning)
-        try:
-            points = [
-                (
-                    parse_timestamp(p["point_time"]),
-                    float(p["value"]) * LBS_PER_MWH_TO_G_PER_KWH,
-                    bool(p.get("imputed_data_used", False)),
-                )
-                for p in body["data"]
-                if not end or parse_timestamp(p["point_time"]) < end
-            ]
-        except (KeyError, TypeError, ValueError):
-            raise self.missing("point_time and value in every point", zone) from None
-        period = timedelta(seconds=float(meta.get("data_point_period_seconds") or 300))
-        generated = meta.get("generated_at")
+            raise read.error(
+                f"'meta.units' is {read.quote(units)}, not an emissions rate in lbs_co2_per_mwh", "bad_value"
+            )
+        for warning in read.array(meta.get("warnings"), "meta.warnings", optional=True):
+            self.log.warning("watttime: %s", self.redact(str(warning))[:300])  # the body's words: redacted, cut
+        points = []
+        for i, p in enumerate(items):
+            at = f"data[{i}]"
+            p = read.mapping(p, at)
+            moment = read.timestamp(p.get("point_time", MISSING), f"{at}.point_time")
+            if end and moment >= end:
+                continue
+            value = read.number(p.get("value", MISSING), f"{at}.value", scale=LBS_PER_MWH_TO_G_PER_KWH)
+            points.append((moment, value, read.flag(p.get("imputed_data_used"), f"{at}.imputed_data_used")))
+        seconds = meta.get("data_point_period_seconds")
+        if seconds is None:
+            seconds = 300
+        period = timedelta(
+            seconds=read.number(seconds, "meta.data_point_period_seconds", minimum=1, maximum=86400, unit="s")
+        )
+        region = read.text(meta.get("region"), "meta.region", optional=True)
         return self.build_forecast(
             points,
-            zone=meta.get("region") or zone,
+            zone=self.redact(region) if region else zone,  # redacted: the zone is named in errors and logs
             end=points[-1][0] + period if points else None,
-            generated_at=parse_timestamp(generated) if generated else None,
+            generated_at=read.optional_timestamp(meta.get("generated_at"), "meta.generated_at"),
         )
+
+    def parse_forecast(self, body: Any, region: str) -> Forecast:
+        """A decoded ``/v3/forecast`` answer as a forecast."""
+        return self.parse_series(body, region)
+
+    def parse_latest(self, body: Any, region: str) -> Forecast:
+        """A decoded ``/v3/forecast`` nowcast (horizon 0) as the one-point forecast of the current interval."""
+        forecast = self.parse_series(body, region)
+        first = forecast.to_points()[:1]
+        step = (forecast.end - forecast.start) / len(forecast)
+        return self.build_forecast(
+            [(t, v, False) for t, v in first],
+            zone=forecast.zone,
+            end=first[0][0] + step,
+            generated_at=forecast.generated_at,
+        )
+
+    def parse_history(self, bodies: Iterable[Any], region: str, start: datetime, end: datetime) -> Forecast:
+        """Decoded ``/v3/historical`` answers (one per chunk of the range) as one series over ``[start, end)``."""
+        points: dict[datetime, tuple[datetime, float, bool]] = {}
+        meta_end: datetime | None = None
+        for body in bodies:
+            part = self.parse_series(body, region, end=end)
+            for t, v, e in zip(part.timestamps, part.values.tolist(), part.estimated.tolist(), strict=True):
+                if t >= start:
+                    points.setdefault(t, (t, v, e))  # bounds are inclusive: neighbours share a point
+            meta_end = part.end
+        ordered = sorted(points.values())
+        return self.build_forecast(ordered, zone=region, end=min(meta_end, end) if meta_end else None)
+
+    def parse_region(self, body: Any, label: str) -> str:
+        """The region of a decoded ``/v3/region-from-loc`` answer (redacted: it is used as a zone in errors)."""
+        read = self._reader(label)
+        region = read.text(read.mapping(body, "").get("region", MISSING), "region")
+        return self.redact(str(region))
+
+    def parse_my_access(self, body: Any) -> dict[str, Any]:
+        """A decoded ``/v3/my-access`` answer, its hierarchy (signal types -> regions -> endpoints -> models)
+        checked.
+
+        :raises BadPayloadError: naming the first bad field.
+        """
+        read = self._reader(None)
+        access = read.mapping(body, "")
+        for i, signal in enumerate(read.array(access.get("signal_types"), "signal_types", optional=True)):
+            at = f"signal_types[{i}]"
+            signal = read.mapping(signal, at)
+            read.text(signal.get("signal_type"), f"{at}.signal_type", optional=True)
+            for j, region in enumerate(read.array(signal.get("regions"), f"{at}.regions", optional=True)):
+                rat = f"{at}.regions[{j}]"
+                region = read.mapping(region, rat)
+                read.text(region.get("region"), f"{rat}.region", optional=True)
+                for k, endpoint in enumerate(read.array(region.get("endpoints"), f"{rat}.endpoints", optional=True)):
+                    eat = f"{rat}.endpoints[{k}]"
+                    endpoint = read.mapping(endpoint, eat)
+                    read.text(endpoint.get("endpoint"), f"{eat}.endpoint", optional=True)
+                    for m, model in enumerate(read.array(endpoint.get("models"), f"{eat}.models", optional=True)):
+                        read.mapping(model, f"{eat}.models[{m}]")
+        return access
 
     def _region(self, location: Location) -> str:
         if location.zone is not None:
@@ -187,9 +270,7 @@ class WattTimeHook(CarbonIntensityHook):
                 {"latitude": str(location.lat), "longitude": str(location.lon), "signal_type": self.signal_type},
                 location.label,
             )
-            if not isinstance(body, dict) or not body.get("region"):
-                raise self.missing("a region for these coordinates", location.label)
-            self._regions[key] = str(body["region"])
+            self._regions[key] = self.parse_region(body, location.label)
         return self._regions[key]
 
     # -- the common interface -----------------------------------------------------------------------------------
@@ -200,15 +281,7 @@ class WattTimeHook(CarbonIntensityHook):
         body = self._data(
             "/v3/forecast", {"region": region, "signal_type": self.signal_type, "horizon_hours": 0}, region
         )
-        forecast = self._series(body, region)
-        first = forecast.to_points()[:1]
-        step = (forecast.end - forecast.start) / len(forecast)
-        return self.build_forecast(
-            [(t, v, False) for t, v in first],
-            zone=forecast.zone,
-            end=first[0][0] + step,
-            generated_at=forecast.generated_at,
-        )
+        return self.parse_latest(body, region)
 
     def _fetch_forecast(self, location: Location, horizon: timedelta, granularity: timedelta | None) -> Forecast:
         region = self._region(location)
@@ -216,27 +289,21 @@ class WattTimeHook(CarbonIntensityHook):
         body = self._data(
             "/v3/forecast", {"region": region, "signal_type": self.signal_type, "horizon_hours": hours}, region
         )
-        return self._series(body, region)
+        return self.parse_forecast(body, region)
 
     def _fetch_history(
         self, location: Location, start: datetime, end: datetime, granularity: timedelta | None
     ) -> Forecast:
         region = self._region(location)
-        points: dict[datetime, tuple[datetime, float, bool]] = {}
-        meta_end: datetime | None = None
-        for lo, hi in chunks(start, end, timedelta(days=30)):  # the API allows 32 days per request
-            body = self._data(
+        bodies = (  # a generator: a bad first answer stops the requests for the rest
+            self._data(
                 "/v3/historical",
                 {"region": region, "signal_type": self.signal_type, "start": lo.isoformat(), "end": hi.isoformat()},
                 region,
             )
-            part = self._series(body, region, end=end)
-            for t, v, e in zip(part.timestamps, part.values.tolist(), part.estimated.tolist(), strict=True):
-                if t >= start:
-                    points.setdefault(t, (t, v, e))  # bounds are inclusive: neighbours share a point
-            meta_end = part.end
-        ordered = sorted(points.values())
-        return self.build_forecast(ordered, zone=region, end=min(meta_end, end) if meta_end else None)
+            for lo, hi in chunks(start, end, timedelta(days=30))  # the API allows 32 days per request
+        )
+        return self.parse_history(bodies, region, start, end)
 
     @public_call
     def my_access(self, *, deadline: datetime | None = None) -> dict[str, Any]:
@@ -244,8 +311,7 @@ class WattTimeHook(CarbonIntensityHook):
 
         :param deadline: a tz-aware instant by which the call has ended (see :meth:`get_forecast`).
         """
-        body = self._data("/v3/my-access", {}, None)
-        return body if isinstance(body, dict) else {}
+        return self.parse_my_access(self._data("/v3/my-access", {}, None))
 
     def _test_connection(self) -> str:
         access = self.my_access()
