@@ -201,7 +201,7 @@ class CarbonIntensityHook(BaseHook):
         if value is None:
             value = self.extras.get(name)
         if value in (None, ""):
-            from airflow.sdk import conf
+            from airflow_provider_carbon._compat import conf
 
             value = conf.get("carbon", name, fallback=None)
         if value in (None, ""):
