@@ -49,6 +49,7 @@ from airflow_provider_carbon.exceptions import (
     RateLimitedError,
     ServiceUnavailableError,
 )
+from airflow_provider_carbon.hooks._form import ConnectionFormMixin
 from airflow_provider_carbon.hooks.cache import forecast_cache
 
 if TYPE_CHECKING:
@@ -128,7 +129,7 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
-class CarbonIntensityHook(BaseHook):
+class CarbonIntensityHook(ConnectionFormMixin, BaseHook):
     """Base of the carbon-intensity hooks: one connection, one session, one failure policy, one interface.
 
     :param carbon_conn_id: the Airflow connection to use; its type must match the hook.
