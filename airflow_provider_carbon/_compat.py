@@ -10,17 +10,20 @@ Only modules that import Airflow anyway import this one (``import airflow_provid
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow import __version__ as _airflow_version
-from packaging.version import Version
 
-#: the running Airflow's release, without pre-release or local suffixes (``3.1.8rc1`` counts as 3.1.8)
-AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
+#: the running Airflow's release as numbers, without pre-release or local suffixes (``3.1.8rc1`` gives (3, 1, 8));
+#: parsed here rather than with ``packaging``, which the provider does not declare
+AIRFLOW_VERSION: tuple[int, ...] = tuple(
+    int(part) for part in re.match(r"\d+(?:\.\d+)*", _airflow_version)[0].split(".")
+)
 #: 3.2 added the declarative connection form (``conn-fields`` / ``ui-field-behaviour`` in the provider info) and
 #: deprecated the hook methods ``get_connection_form_widgets`` / ``get_ui_field_behaviour`` that 3.1 still reads
-AIRFLOW_V_3_2_PLUS = AIRFLOW_VERSION.release >= (3, 2)
+AIRFLOW_V_3_2_PLUS = AIRFLOW_VERSION >= (3, 2)
 
 if TYPE_CHECKING:
     from airflow.dag_processing.dagbag import DagBag

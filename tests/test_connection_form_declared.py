@@ -23,8 +23,9 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
     meta = [m.model_dump(mode="json") for m in HookMetaService.hook_meta_data()]
+ours = [m for m in meta if (m["hook_class_name"] or "").startswith("airflow_provider_carbon")]
 print(json.dumps({
-    "meta": {m["connection_type"]: m for m in meta if (m["hook_class_name"] or "").startswith("airflow_provider_carbon")},
+    "meta": {m["connection_type"]: m for m in ours},
     "warnings": [f"{w.category.__name__}: {w.message}" for w in caught if "airflow_provider_carbon" in str(w.message)],
 }))
 """

@@ -35,7 +35,7 @@ def form_widgets(conn_type: str) -> dict[str, Any]:
 
     3.1 accepts only StringField, IntegerField, PasswordField and BooleanField (any other class drops the hook's
     whole form), so a ``number`` setting is a text field; the hook parses it with ``float()`` as it does any extra.
-    JSON-schema bounds such as ``minimum`` have no counterpart in 3.1's form; the hook still refuses bad values.
+    JSON-schema bounds such as ``minimum`` have no counterpart in 3.1's form (the hook refuses only non-numbers).
     """
     from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
     from wtforms import BooleanField, IntegerField, PasswordField, StringField
