@@ -14,6 +14,7 @@ import pytest
 
 import airflow_provider_carbon
 from airflow_provider_carbon import get_provider_info
+from tests.conftest import REPO_ROOT
 
 
 def test_provider_info_passes_airflows_schema():
@@ -59,6 +60,19 @@ def _run(code: str) -> str:
     return subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=os.environ.copy()
     ).stdout
+
+
+def test_the_package_under_test_is_the_one_asked_for():
+    """`make test-floor` tests the installed wheel (it sets CARBON_TESTS_FROM_WHEEL=1), `make test` the checkout
+    (an editable install): the package imported here and in the Python processes tests start is that one."""
+    from_wheel = os.environ.get("CARBON_TESTS_FROM_WHEEL") == "1"
+    for module_file in (
+        airflow_provider_carbon.__file__,
+        _run("import airflow_provider_carbon as p; print(p.__file__)"),
+    ):
+        # the checkout's own package folder (a virtualenv inside the checkout is not the checkout)
+        in_checkout = Path(module_file.strip()).resolve().parent == REPO_ROOT / "airflow_provider_carbon"
+        assert in_checkout is not from_wheel, module_file
 
 
 def test_top_level_import_loads_nothing_heavy():

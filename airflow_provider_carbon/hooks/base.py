@@ -43,6 +43,7 @@ from airflow_provider_carbon.exceptions import (
     ServiceUnavailableError,
 )
 from airflow_provider_carbon.hooks import transport
+from airflow_provider_carbon.hooks._form import ConnectionFormMixin
 from airflow_provider_carbon.hooks.cache import forecast_cache
 from airflow_provider_carbon.hooks.timeutil import HOUR, ceil_hours, format_hours
 from airflow_provider_carbon.hooks.transport import RedactingLogger, Redactor, Transport, TransportSettings
@@ -127,7 +128,7 @@ class Location:
         return self.zone if self.zone is not None else f"{self.lat},{self.lon}"
 
 
-class CarbonIntensityHook(BaseHook):
+class CarbonIntensityHook(ConnectionFormMixin, BaseHook):
     """Base of the carbon-intensity hooks: one connection, one session, one failure policy, one interface.
 
     :param carbon_conn_id: the Airflow connection to use; its type must match the hook.
@@ -213,7 +214,7 @@ class CarbonIntensityHook(BaseHook):
         if value is None:
             value = self.extras.get(name)
         if value in (None, ""):
-            from airflow.sdk import conf
+            from airflow_provider_carbon._compat import conf
 
             value = conf.get("carbon", name, fallback=None)
         if value in (None, ""):

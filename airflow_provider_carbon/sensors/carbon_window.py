@@ -11,8 +11,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, conf
+from airflow.sdk import BaseSensorOperator
 
+from airflow_provider_carbon._compat import conf
 from airflow_provider_carbon.operators.base import CarbonPlanningBase, parse_plan
 from airflow_provider_carbon.operators.links import CARBON_LINKS
 

@@ -150,7 +150,7 @@ def test_a_late_window_run_compares_live_data_for_a_start_now(em):
 def test_branch_operator_returns_the_region_and_follows_its_tasks(em):
     """execute() follows the region's tasks (Airflow skips the rest) and returns the region, like the plain
     operator: return_value is the region, not the task ids."""
-    from airflow.sdk.bases.skipmixin import SkipMixin
+    from airflow_provider_carbon._compat import SkipMixin
 
     skipped = {}
     task = GreenestRegionBranchOperator(

@@ -8,10 +8,10 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from airflow_provider_carbon._compat import TaskDeferred
 from airflow_provider_carbon.core.forecast import Forecast
 from airflow_provider_carbon.core.windows import find_best_window
 from airflow_provider_carbon.exceptions import ServiceUnavailableError
