@@ -10,10 +10,10 @@ how to read the answer; this base turns that into one interface returning valida
 * ``aget_*`` twins that never block an event loop (for triggers);
 * :meth:`CarbonIntensityHook.test_connection`.
 
-How a request travels (session, timeouts, retries, redaction) is :mod:`airflow_provider_carbon.hooks.transport`;
-the time helpers are :mod:`airflow_provider_carbon.hooks.timeutil`. Every failure surfaces as one of the typed
-:class:`~airflow_provider_carbon.exceptions.CarbonApiError` subclasses, with status, service, zone and a hint,
-and never with a credential in it.
+How a request travels (session, timeouts, deadlines, retries, size cap, redirects, redaction) is
+:mod:`airflow_provider_carbon.hooks.transport`; the time helpers are :mod:`airflow_provider_carbon.hooks.timeutil`.
+Every failure surfaces as one of the typed :class:`~airflow_provider_carbon.exceptions.CarbonApiError` subclasses,
+with status, service, zone and a hint, and never with a credential in it.
 """
 
 from __future__ import annotations

@@ -135,7 +135,10 @@ class RedactingLogger:
         self._redactor = redactor
 
     def _emit(self, level: str, msg: object, *args: Any, **kwargs: Any) -> Any:
-        text = str(msg) % args if args else str(msg)
+        try:
+            text = str(msg) % args if args else str(msg)
+        except (TypeError, ValueError):  # a format that does not fit its arguments: still a line, never a crash
+            text = f"{msg} {args!r}"
         return getattr(self._logger, level)(self._redactor()(text), **kwargs)
 
     def debug(self, msg: object, *args: Any, **kwargs: Any) -> Any:

@@ -88,8 +88,9 @@ class WattTimeHook(CarbonIntensityHook):
         return (self.signal_type,)
 
     def _secrets(self) -> list[str]:
-        with self._token_lock:
-            tokens = [tok for (host, _), (tok, _) in self._tokens.items() if host == self.base_url]
+        # No lock: every log line is redacted, and must not wait for another thread's login in flight; copying the
+        # dict's items is a single step for the interpreter, so it never sees the dict change size.
+        tokens = [tok for (host, _), (tok, _) in list(self._tokens.items()) if host == self.base_url]
         return [*super()._secrets(), *tokens]
 
     # -- login --------------------------------------------------------------------------------------------------
