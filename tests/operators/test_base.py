@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
@@ -136,3 +137,24 @@ def test_links_lead_only_where_the_service_has_a_page(service, em, uk):
     task = SimpleNamespace(resolved_service=service, resolved_zone="DE", zone=None)
     assert ElectricityMapsZoneLink().get_link(task, ti_key=None) == em
     assert UkCarbonIntensityLink().get_link(task, ti_key=None) == uk
+
+
+def test_a_token_echoed_in_a_200_body_reaches_no_record_log_or_xcom(httpserver, monkeypatch, caplog, capsys):
+    """Issue 11: a bad field that holds the token. The typed error, the decision record, every XCom and every log
+    line of the task show it redacted."""
+    token = "echo-token-5f2b9c0d7e1a"
+    body = {"zone": "DE", "forecast": [{"datetime": f"not a time {token}", "carbonIntensity": 300}]}
+    httpserver.expect_request("/v3/carbon-intensity/forecast").respond_with_json(body)
+    conn = {"conn_type": "electricitymaps", "host": httpserver.url_for("/v3"), "password": token}
+    monkeypatch.setenv("AIRFLOW_CONN_ECHO", json.dumps(conn))
+    ctx = context(T0)
+    task = CarbonPlanOperator(
+        task_id="p", carbon_conn_id="echo", zone="DE", expected_duration=H, max_delay=8 * H, fallback="now"
+    )
+    with Clock(T0):
+        record = task.execute(ctx)
+    assert record["used_fallback"] is True and record["fallback_reason"] == "bad_payload"
+    assert "***" in record["fallback_error"]
+    assert token not in json.dumps(record) and token not in json.dumps(ctx["ti"].xcom, default=str)
+    out = capsys.readouterr()
+    assert token not in out.out + out.err + caplog.text
