@@ -410,17 +410,10 @@ class Forecast:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Forecast:
         """Rebuild a forecast from :meth:`to_dict` output (validated again; gaps were checked when it was built)."""
-        generated = data.get("generated_at")
         return cls.from_points(
             list(zip((datetime.fromisoformat(t) for t in data["timestamps"]), data["values"], strict=True)),
-            end=datetime.fromisoformat(data["end"]),
-            zone=data.get("zone"),
-            signal=data.get("signal", Signal.AVERAGE),
-            unit=data.get("unit", DEFAULT_UNIT),
-            source=data.get("source"),
-            generated_at=datetime.fromisoformat(generated) if generated else None,
             estimated=data.get("estimated"),
-            max_gap=None,
+            **_stored_metadata(data),
         )
 
     def window(self, start: datetime, end: datetime) -> Forecast:
@@ -473,16 +466,8 @@ class Forecast:
             offsets = [i * float(data["step_s"]) for i in range(len(values))]
         else:
             offsets = [float(o) for o in data["offsets_s"]]
-        generated = data.get("generated_at")
         return cls.from_points(
-            [(start + timedelta(seconds=o), v) for o, v in zip(offsets, values, strict=True)],
-            end=datetime.fromisoformat(data["end"]),
-            zone=data.get("zone"),
-            signal=data.get("signal", Signal.AVERAGE),
-            unit=data.get("unit", DEFAULT_UNIT),
-            source=data.get("source"),
-            generated_at=datetime.fromisoformat(generated) if generated else None,
-            max_gap=None,
+            [(start + timedelta(seconds=o), v) for o, v in zip(offsets, values, strict=True)], **_stored_metadata(data)
         )
 
     @property
@@ -547,6 +532,21 @@ class Forecast:
             return float(vals[i]) * (b - a)
         middle = float(np.dot(vals[i + 1 : j], self._widths[i + 1 : j])) if j > i + 1 else 0.0
         return float(vals[i] * (off[i + 1] - a) + middle + vals[j] * (b - off[j]))
+
+
+def _stored_metadata(data: dict[str, Any]) -> dict[str, Any]:
+    """The :meth:`Forecast.from_points` arguments besides the points, from :meth:`Forecast.to_dict` or
+    :meth:`Forecast.to_compact` output (gaps were checked when the forecast was first built)."""
+    generated = data.get("generated_at")
+    return {
+        "end": datetime.fromisoformat(data["end"]),
+        "zone": data.get("zone"),
+        "signal": data.get("signal", Signal.AVERAGE),
+        "unit": data.get("unit", DEFAULT_UNIT),
+        "source": data.get("source"),
+        "generated_at": datetime.fromisoformat(generated) if generated else None,
+        "max_gap": None,
+    }
 
 
 def _check_points(stamps: np.ndarray, vals: np.ndarray, max_gap_us: int | None, zone: str | None) -> None:

@@ -23,13 +23,21 @@ M = timedelta(minutes=1)
 SERIES = Forecast.from_points([(T0 + i * H, v) for i, v in enumerate([400, 300, 200, 100, 300, 500])], zone="DE")
 
 
+def run(**kwargs):
+    """A 1-hour job at 03:00 on SERIES, measured from history, baseline 00:00: override what a case changes."""
+    args = {
+        "started_at": T0 + 3 * H,
+        "ended_at": T0 + 4 * H,
+        "intensity": SERIES,
+        "intensity_source": "history",
+        "baseline_start": T0,
+        **kwargs,
+    }
+    return account(**args)
+
+
 def test_a_whole_hour_job_at_the_cleanest_hour():
-    a = account(
-        started_at=T0 + 3 * H,
-        ended_at=T0 + 4 * H,
-        intensity=SERIES,
-        intensity_source="history",
-        baseline_start=T0,
+    a = run(
         fallback_start=T0 + 2 * H,
         power_kw=2.0,
     )
@@ -44,11 +52,9 @@ def test_a_whole_hour_job_at_the_cleanest_hour():
 
 def test_partial_intervals_are_weighted_by_their_overlap():
     # 02:30-03:45: 30 min at 200, 45 min at 100 -> mean (200*30 + 100*45) / 75 = 140
-    a = account(
+    a = run(
         started_at=T0 + 2 * H + 30 * M,
         ended_at=T0 + 3 * H + 45 * M,
-        intensity=SERIES,
-        intensity_source="history",
         baseline_start=T0 + 10 * M,
         power_kw=4.0,
     )
@@ -62,12 +68,7 @@ def test_partial_intervals_are_weighted_by_their_overlap():
 
 
 def test_pue_multiplies_the_energy():
-    a = account(
-        started_at=T0 + 3 * H,
-        ended_at=T0 + 4 * H,
-        intensity=SERIES,
-        intensity_source="history",
-        baseline_start=T0,
+    a = run(
         power_kw=2.0,
         pue=1.5,
     )
@@ -76,12 +77,8 @@ def test_pue_multiplies_the_energy():
 
 def test_a_job_that_ran_longer_than_planned_is_accounted_for_its_real_runtime():
     # planned 1 h at 03:00, ran 2 h: 03:00-05:00 at 100 then 300
-    a = account(
-        started_at=T0 + 3 * H,
+    a = run(
         ended_at=T0 + 5 * H,
-        intensity=SERIES,
-        intensity_source="history",
-        baseline_start=T0,
         fallback_start=T0 + 2 * H,
         power_kw=1.0,
     )
@@ -93,21 +90,12 @@ def test_a_job_that_ran_longer_than_planned_is_accounted_for_its_real_runtime():
 
 
 def test_declared_energy_per_run_and_measured_energy():
-    a = account(
-        started_at=T0 + 3 * H,
+    a = run(
         ended_at=T0 + 3 * H + 30 * M,
-        intensity=SERIES,
-        intensity_source="history",
-        baseline_start=T0,
         energy_kwh=0.5,
     )
     assert a.energy_kwh == 0.5 and a.energy_source is EnergySource.DECLARED_ENERGY and a.emissions_g == 50
-    measured = account(
-        started_at=T0 + 3 * H,
-        ended_at=T0 + 4 * H,
-        intensity=SERIES,
-        intensity_source="history",
-        baseline_start=T0,
+    measured = run(
         energy_kwh=0.25,
         energy_source="measured",
     )
@@ -116,12 +104,9 @@ def test_declared_energy_per_run_and_measured_energy():
 
 def test_history_missing_uses_the_forecast_and_says_so():
     forecast = Forecast.from_points([(T0 + i * H, 250.0) for i in range(6)], zone="DE", source="electricitymaps")
-    a = account(
-        started_at=T0 + 3 * H,
-        ended_at=T0 + 4 * H,
+    a = run(
         intensity=forecast,
         intensity_source=IntensitySource.FORECAST,
-        baseline_start=T0,
         power_kw=1.0,
     )
     assert a.intensity_source is IntensitySource.FORECAST and a.to_dict()["intensity_source"] == "forecast"
@@ -129,11 +114,7 @@ def test_history_missing_uses_the_forecast_and_says_so():
 
 
 def test_a_counterfactual_the_series_does_not_cover_is_none_not_a_guess():
-    a = account(
-        started_at=T0 + 3 * H,
-        ended_at=T0 + 4 * H,
-        intensity=SERIES,
-        intensity_source="history",
+    a = run(
         baseline_start=T0 - H,  # before the series
         fallback_start=T0 + 5 * H + 30 * M,  # its hour would end after the series
         power_kw=1.0,
@@ -156,12 +137,7 @@ def test_marginal_and_average_are_never_added():
 
 
 def test_record_round_trips_through_json():
-    a = account(
-        started_at=T0 + 3 * H,
-        ended_at=T0 + 4 * H,
-        intensity=SERIES,
-        intensity_source="history",
-        baseline_start=T0,
+    a = run(
         fallback_start=T0 + 2 * H,
         power_kw=2.0,
     )
