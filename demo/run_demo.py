@@ -1,7 +1,7 @@
 """`make demo`: the nightly DAG in real Airflow against the offline simulator, a night in about two minutes.
 
 1. starts the carbon-API simulator with time compressed (one simulated hour = 5 real seconds, simulated midnight =
-   now) and prints its 24-hour forecast for the zone;
+   now) and prints its forecast for the zone from midnight to the deadline;
 2. runs `nightly_low_carbon_training` with `airflow dags test` (the real task runner and the in-process triggerer:
    the sensor really defers), with the DAG's hours scaled to the simulator's clock, and prints the chosen start and
    the saving against starting at 00:00 and at 02:00;
