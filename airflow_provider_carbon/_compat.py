@@ -77,3 +77,13 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["AIRFLOW_VERSION", "AIRFLOW_V_3_2_PLUS", "DagBag", "SkipMixin", "TaskDeferred", "conf"]
+
+
+def stats() -> Any:
+    """Airflow's metrics client inside a task: the Task SDK's from 3.3 on, core's before. Airflow sends nothing
+    unless ``[metrics] statsd_on`` (or OpenTelemetry) is configured and its client library is installed."""
+    try:
+        from airflow.sdk.observability.stats import Stats
+    except ImportError:
+        from airflow.stats import Stats
+    return Stats

@@ -26,6 +26,10 @@ waits for it in the triggerer (no worker slot).
   midnight) or at 02:00 would have averaged (`intensity_if_started_at_decision`, `intensity_if_fallback`), the
   saving, the forecast's source, whether and why the fallback applied, and every re-plan. In the Airflow 3.3 UI it
   is under the sensor task's *XCom* tab.
+* **Accounting**: the sensor knows the job's average power (`power_kw=0.3`), so when `train_model` succeeds its
+  real runtime, energy, the intensity it met (the service's history, else the plan's forecast), its emissions and
+  the grams saved against starting at once and at 02:00 go to its XCom `carbon_accounting`, one log line and
+  Airflow's metrics (`carbon.*`).
 * **Report**: the last task logs the savings against starting at decision time and at the 02:00 default.
 
 Change the zone, the job length or the deadline in the trigger form (params); point the connection at a real
@@ -62,6 +66,7 @@ def nightly_low_carbon_training():
         fallback_timezone="{{ params.fallback_timezone }}",  # empty: the DAG's timezone
         recheck_interval=1800,
         deferrable=True,
+        power_kw=0.3,  # the training job's average draw: its run is carbon-accounted (XCom carbon_accounting)
         doc_md="Plans the window at run time and waits for it in the triggerer; see the DAG docs.",
     )
 
@@ -84,7 +89,7 @@ def nightly_low_carbon_training():
         return {"loss": loss, "seconds": round(time.perf_counter() - started, 3)}
 
     @task
-    def report(decision: dict, metrics: dict, params: dict | None = None) -> dict:
+    def report(decision: dict, metrics: dict, params: dict | None = None, ti=None) -> dict:
         """Log what was decided and what it saved against starting at decision time and at the 02:00 default."""
         import json
 
@@ -109,6 +114,8 @@ def nightly_low_carbon_training():
             "saving_vs_fallback_time_pct": saving(decision.get("intensity_if_fallback")),
             "replans": len(decision.get("replans", [])),
             "training": metrics,
+            # what the run really emitted and saved, from the accounting listener (power_kw on the sensor)
+            "accounting": ti.xcom_pull(task_ids="train_model", key="carbon_accounting") if ti else None,
             "decision": decision,
         }
         print("carbon report:", json.dumps({k: v for k, v in summary.items() if k != "decision"}))

@@ -102,6 +102,13 @@ def check_nightly(summary: dict, log: str, midnight: datetime) -> None:
     # the optimum over the night is no worse than the 02:00 default, which was one of the candidates
     assert summary["saving_vs_fallback_time_pct"] >= 0
     assert summary["training"]["loss"] < 1
+    # the accounting listener accounted the job the sensor released (power_kw=0.3 in the DAG)
+    accounting = summary["accounting"]
+    assert accounting and accounting["intensity_source"] in ("history", "forecast"), summary
+    assert accounting["energy_kwh"] == pytest.approx(0.3 * accounting["runtime_s"] / 3600, rel=1e-4)
+    assert accounting["emissions_g"] == pytest.approx(accounting["energy_kwh"] * accounting["experienced_intensity"])
+    assert accounting["delay_s"] > 0 and accounting["started_at"] >= summary["released_at"]
+    assert "carbon accounting: ran" in log
 
 
 def test_nightly_dag_waits_for_the_low_carbon_window(stack, simulator, tmp_path):

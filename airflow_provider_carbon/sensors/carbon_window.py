@@ -63,6 +63,11 @@ class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
     :param deferrable: wait in the triggerer; default: ``[operators] default_deferrable``, read when the sensor is
         created (not when this module is imported).
     :param poke_interval: seconds between pokes when not deferrable (default 300).
+    :param power_kw: the downstream job's average power draw in kW: with it, each task directly downstream is
+        accounted when it succeeds (XCom ``carbon_accounting``: measured runtime, energy, the intensity it met,
+        emissions and the grams saved against starting at once and at the fallback time).
+    :param energy_kwh: instead of ``power_kw``, the job's energy per run in kWh.
+    :param pue: power usage effectiveness of the data centre, multiplying the job's energy (default 1.0).
 
     .. code-block:: python
 
@@ -93,10 +98,18 @@ class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
         plan: dict[str, Any] | str | None = None,
         deferrable: bool | None = None,
         poke_interval: timedelta | float = 300,
+        power_kw: float | None = None,
+        energy_kwh: float | None = None,
+        pue: float = 1.0,
         **kwargs: Any,
     ) -> None:
         self._timeout_given = kwargs.get("timeout") is not None
         super().__init__(poke_interval=poke_interval, **kwargs)
+        if power_kw is not None and energy_kwh is not None:
+            raise ValueError("give power_kw (average draw) or energy_kwh (energy per run), not both")
+        self.power_kw = power_kw
+        self.energy_kwh = energy_kwh
+        self.pue = pue
         self.recheck_interval = (
             recheck_interval.total_seconds() if isinstance(recheck_interval, timedelta) else float(recheck_interval)
         )
@@ -107,6 +120,11 @@ class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
         self.deferrable = (
             conf.getboolean("operators", "default_deferrable", fallback=False) if deferrable is None else deferrable
         )
+
+    @property
+    def accounts_energy(self) -> bool:
+        """Whether the jobs this sensor releases are carbon-accounted (it knows their power or energy)."""
+        return self.power_kw is not None or self.energy_kwh is not None
 
     # -- planning -----------------------------------------------------------------------------------------------
 
