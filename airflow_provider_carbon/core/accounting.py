@@ -121,17 +121,18 @@ class Accounting:
 
     def summary(self) -> str:
         """One line for the task log."""
+        # three significant digits: a short test job emits milligrams, a training run kilograms
         text = (
-            f"ran {self.runtime_s / 60:.0f} min from {self.started_at.isoformat()}, {self.energy_kwh:.3g} kWh at "
+            f"ran {self.runtime_s / 60:.3g} min from {self.started_at.isoformat()}, {self.energy_kwh:.3g} kWh at "
             f"{self.experienced_intensity:.0f} {self.unit} ({self.intensity_source.value}): "
-            f"{self.emissions_g:.0f} g CO2eq"
+            f"{self.emissions_g:.3g} g CO2eq"
         )
         for label, grams, pct in (
             ("starting at once", self.saving_vs_baseline_g, self.saving_vs_baseline_pct),
             ("the fallback time", self.saving_vs_fallback_g, self.saving_vs_fallback_pct),
         ):
             if grams is not None and pct is not None:
-                text += f"; {grams:.0f} g ({pct:.1f} %) saved against {label}"
+                text += f"; {grams:.3g} g ({pct:.1f} %) saved against {label}"
         return text
 
 

@@ -170,3 +170,10 @@ def test_refuses_what_cannot_be_accounted(kwargs, message):
     }
     with pytest.raises(ValueError, match=message):
         account(**args)
+
+
+def test_the_log_line_keeps_three_significant_digits():
+    a = run(ended_at=T0 + 3 * H + 6 * M, power_kw=0.3, fallback_start=T0 + 2 * H)
+    # 6 min at 0.3 kW = 0.03 kWh at 100 g/kWh = 3 g; at once (00:00-00:06 at 400): 12 g, 9 g saved
+    assert a.summary().startswith("ran 6 min from 2025-06-02T01:00:00+00:00, 0.03 kWh at 100 gCO2eq/kWh (history): 3 g")
+    assert "; 9 g (75.0 %) saved against starting at once; 3 g (50.0 %) saved against the fallback time" in a.summary()
