@@ -403,10 +403,12 @@ def _from_schema_1(values: dict[str, Any]) -> dict[str, Any]:
             )
     release = out.get("release_reason")
     if release is not None:
+        # 0.1.0 wrote several texts for one case ("the planned start is now", "planned start" for a fallback plan
+        # too): what the plan was says more than the text, as in Decision.due_reason()
         word = str(release).lower()
-        if word.startswith("fallback"):
+        if out.get("used_fallback") or word.startswith("fallback"):
             out["release_reason"] = ReleaseReason.FALLBACK_TIME.value
-        elif "deadline" in word:
+        elif out.get("reason") == StartReason.DEADLINE.value or "deadline" in word:
             out["release_reason"] = ReleaseReason.DEADLINE.value
         else:
             out["release_reason"] = ReleaseReason.PLANNED_START.value

@@ -46,11 +46,11 @@ def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit() is also true for "²", which float() refuses
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):  # whatever a hostile header holds: no wait
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)

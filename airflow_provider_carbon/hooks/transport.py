@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import contextvars
 import json
 import random
 import socket
+import threading
 import time
 import urllib.parse
 import zlib
@@ -36,7 +38,10 @@ from typing import Any, TypeVar
 
 import requests
 import tenacity
+from requests.adapters import HTTPAdapter
 from requests.exceptions import ChunkedEncodingError, ContentDecodingError
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from airflow_provider_carbon import __version__
@@ -298,6 +303,8 @@ class Transport:
     def session(self) -> requests.Session:
         """One HTTP session per hook: connection reuse and one place for the User-Agent."""
         session = _Session()
+        for prefix in ("http://", "https://"):
+            session.mount(prefix, _GuardedAdapter())
         session.headers["User-Agent"] = user_agent()
         session.headers["Accept"] = "application/json"
         # only what _Inflater decodes (requests would add br or zstd when their modules are installed)
@@ -339,13 +346,19 @@ class Transport:
             # the request budget, or less when the deadline is nearer: connect, redirects and the whole body
             budget = clock.cap(settings.request_budget)
             ends = started + budget
-            response = self._send(url, params, headers, auth, settings, ends, label, zone)
-            try:
-                error = response.status_code >= 400
-                # an error body is only read for its message: its first bytes are enough, never an error
-                self._read_body(response, settings, ends, budget, label, zone, truncate=error)
-            finally:
-                response.close()
+            with _BudgetGuard(budget) as guard:
+                try:
+                    response = self._send(url, params, headers, auth, settings, ends, label, zone)
+                    try:
+                        error = response.status_code >= 400
+                        # an error body is only read for its message: its first bytes are enough, never an error
+                        self._read_body(response, settings, ends, budget, label, zone, truncate=error)
+                    finally:
+                        response.close()
+                except CarbonApiError:
+                    if guard.fired:  # the guard closed the connection: say why, not "could not read"
+                        raise self._over_budget(label, zone, budget) from None
+                    raise
             self.log.info(
                 "%s GET %s (zone %s) -> HTTP %s in %.0f ms",
                 self.service,
@@ -440,6 +453,14 @@ class Transport:
                 hint=f"check the host and the credentials of connection {self.conn_id!r} for stray characters",
             ) from None
 
+    def _over_budget(self, label: str, zone: str | None, budget: float) -> ServiceUnavailableError:
+        return ServiceUnavailableError(
+            f"the answer from {label} took longer than the {budget:.3g} s allowed for one request",
+            service=self.service,
+            zone=zone,
+            hint="the service is slow or sends its answer a little at a time; request_budget sets the limit",
+        )
+
     def _unreadable(self, url: str, zone: str | None, what: str) -> ServiceUnavailableError:
         return ServiceUnavailableError(
             f"could not connect to {_origin(url)} or read its answer ({what})", service=self.service, zone=zone
@@ -477,7 +498,8 @@ class Transport:
             f"{label} answered with more than {cap} bytes (max_response_bytes)", reason="too_large", **common
         )
         length = response.headers.get("Content-Length", "")
-        if inflater is None and length.isdigit() and int(length) > cap and not truncate:
+        # isascii: str.isdigit() is also true for "²", which int() refuses (a hostile header is not an error here)
+        if inflater is None and length.isascii() and length.isdigit() and int(length) > cap and not truncate:
             raise too_large  # said so up front: not a byte of it is read
         body = bytearray()
         try:
@@ -502,12 +524,7 @@ class Transport:
         raw = response.raw
         read = getattr(raw, "read1", None) or raw.read  # read1: return what arrived, do not wait for a full chunk
         sock = _socket_of(response)
-        over_budget = ServiceUnavailableError(
-            f"the answer from {label} took longer than the {budget:.3g} s allowed for one request",
-            service=self.service,
-            zone=zone,
-            hint="the service is slow or sends its answer a little at a time; request_budget sets the limit",
-        )
+        over_budget = self._over_budget(label, zone, budget)
         while True:
             left = ends - time.monotonic()
             if left <= 0:
@@ -637,6 +654,91 @@ class Transport:
                 zone=zone,
                 status=response.status_code,
             ) from None
+
+
+#: the guard of the request this thread is sending, if any (see _BudgetGuard)
+_GUARD: contextvars.ContextVar[_BudgetGuard | None] = contextvars.ContextVar("carbon_budget_guard", default=None)
+
+
+class _BudgetGuard:
+    """Ends a request at its budget even while the status line and headers trickle in.
+
+    requests (http.client) applies the read timeout to each socket read, and it reads the status line and headers
+    inside ``Session.get`` before the transport sees the response: a server that sends one byte every half second
+    would hold the call for as long as it likes. So a timer shuts the request's socket down when the budget ends;
+    the blocked read then returns at once and the attempt fails as over budget. The timer runs nothing of the call
+    (the call stays in the caller's thread and ends by the budget, which the deadline caps), and is cancelled as soon
+    as the attempt is over. The socket comes from the connection that sends the request (``_GuardedConnection``).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(seconds, 0.0), self._fire)
+        self._timer.daemon = True
+        self._token: contextvars.Token[_BudgetGuard | None] | None = None
+
+    def __enter__(self) -> _BudgetGuard:
+        self._token = _GUARD.set(self)
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        if self._token is not None:
+            _GUARD.reset(self._token)
+
+    def watch(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            self._sock = sock
+            if self.fired:
+                _shutdown(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            _shutdown(self._sock)
+
+
+def _shutdown(sock: socket.socket | None) -> None:
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _GuardedConnection:
+    """Hands the socket of the request being sent to the current :class:`_BudgetGuard`."""
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        guard = _GUARD.get()
+        if guard is not None:
+            guard.watch(getattr(self, "sock", None))
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+
+
+class _GuardedHTTPConnection(_GuardedConnection, HTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(_GuardedConnection, HTTPSConnection):
+    pass
+
+
+class _GuardedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class _GuardedAdapter(HTTPAdapter):
+    """requests' adapter with connections that report their socket to the budget guard."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
 
 
 class _Session(requests.Session):

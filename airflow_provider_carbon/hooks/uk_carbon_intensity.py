@@ -69,7 +69,7 @@ class UkCarbonIntensityHook(CarbonIntensityHook):
         normalised = str(zone).strip().upper()
         if normalised in ("NATIONAL", "GB"):
             return Location(zone="national")
-        if normalised.isdigit():
+        if normalised.isascii() and normalised.isdigit():
             if not 1 <= int(normalised) <= 17:
                 raise InvalidRequestError(f"region id {zone} is not between 1 and 17", service=self.service)
             return Location(zone=str(int(normalised)))
@@ -86,7 +86,7 @@ class UkCarbonIntensityHook(CarbonIntensityHook):
         zone = location.zone or "national"
         if zone == "national":
             return ""
-        return f"/regionid/{zone}" if zone.isdigit() else f"/postcode/{zone}"
+        return f"/regionid/{zone}" if zone.isascii() and zone.isdigit() else f"/postcode/{zone}"
 
     def error_from_response(self, response: requests.Response, zone: str | None) -> CarbonApiError:
         err = super().error_from_response(response, zone)

@@ -19,14 +19,19 @@ import math
 import threading
 import time
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 import requests
 
 from airflow_provider_carbon.core.forecast import Forecast, Signal
-from airflow_provider_carbon.exceptions import AuthenticationError, CarbonApiError, InvalidRequestError
-from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, public_call
+from airflow_provider_carbon.exceptions import (
+    AuthenticationError,
+    CarbonApiError,
+    InvalidRequestError,
+    ServiceUnavailableError,
+)
+from airflow_provider_carbon.hooks.base import CarbonIntensityHook, Location, current_deadline, public_call
 from airflow_provider_carbon.hooks.payload import MISSING, Reader
 from airflow_provider_carbon.hooks.timeutil import chunks
 
@@ -104,13 +109,25 @@ class WattTimeHook(CarbonIntensityHook):
                 hint=f"fill login and password of connection {self.carbon_conn_id!r}",
             )
         key = (self.base_url, login)
-        with self._token_lock:
+        # Another thread may be logging in while holding the lock: wait for it no longer than this call's deadline
+        # allows (a login that hangs must not hold every other caller past theirs).
+        deadline = current_deadline()
+        wait = -1.0 if deadline is None else max((deadline - datetime.now(timezone.utc)).total_seconds(), 0.0)
+        if not self._token_lock.acquire(timeout=wait):
+            raise ServiceUnavailableError(
+                f"another call's WattTime login did not finish before the deadline {deadline.isoformat()}",
+                service=self.service,
+                hint="the WattTime login is slow; the caller's fallback policy decides what happens now",
+            )
+        try:
             cached = self._tokens.get(key)
             if cached and not renew and cached[1] > time.time():
                 return cached[0]
             token = self.parse_login(self.request_json("/login", auth=(login, password)))
             self._tokens[key] = (token, time.time() + _TOKEN_LIFETIME - _TOKEN_MARGIN)
             return token
+        finally:
+            self._token_lock.release()
 
     def _data(self, path: str, params: dict[str, Any], zone: str | None) -> Any:
         """A data call with the bearer token, logging in again once if the token was refused."""

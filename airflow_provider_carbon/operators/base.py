@@ -201,7 +201,9 @@ class CarbonBaseOperator(BaseOperator):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        _complete_param_docs(cls)
+        # only the provider's own classes: a user's subclass documents itself, and its docstring is left as written
+        if cls.__module__.startswith("airflow_provider_carbon."):
+            _complete_param_docs(cls)
 
     def __init__(
         self,

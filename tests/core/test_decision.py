@@ -257,3 +257,19 @@ def test_the_kept_forecast_stays_small():
     long = Forecast.from_points([(T0 + i * step, 300 + (i % 37) * 1.2345) for i in range(72 * 12)], zone="DE")
     d = plan(spec(latest_start=T0 + 70 * H), long, now=T0)
     assert len(json.dumps(d.to_dict())) < 12_000  # 72 h at 5 min, values to 0.1 g
+
+
+@pytest.mark.parametrize(
+    ("text", "used_fallback", "reason", "expected"),
+    [
+        ("the planned start is now", True, "fallback", ReleaseReason.FALLBACK_TIME),  # fallback "now", deferrable
+        ("planned start", True, "fallback", ReleaseReason.FALLBACK_TIME),  # a fallback plan in poke mode
+        ("planned start", False, "deadline", ReleaseReason.DEADLINE),
+        ("deadline: the next poke would be too late", False, "optimum", ReleaseReason.DEADLINE),
+        ("planned start (optimum)", False, "optimum", ReleaseReason.PLANNED_START),
+    ],
+)
+def test_schema_1_release_texts_map_by_what_the_plan_was(text, used_fallback, reason, expected):
+    base = json.loads((FIXTURES / "decision_v1.json").read_text())["optimal"]
+    data = {**base, "release_reason": text, "used_fallback": used_fallback, "reason": reason}
+    assert Decision.from_dict(data).release_reason is expected

@@ -21,6 +21,7 @@ from werkzeug import Response
 from airflow_provider_carbon.exceptions import (
     BadPayloadError,
     CarbonError,
+    RateLimitedError,
     RedirectError,
     ServiceUnavailableError,
 )
@@ -232,6 +233,27 @@ class TestBudget:
             with pytest.raises(ServiceUnavailableError, match="took longer than the 1 s allowed"):
                 hook.get_forecast()
             assert time.monotonic() - started < 1.5
+
+    def test_headers_sent_a_byte_at_a_time_end_within_the_budget(self, connection, record_property):
+        """The status line and headers trickle in (a byte every 0.3 s, under the read timeout): http.client reads
+        them inside Session.get, where only the budget guard can end the request."""
+
+        def trickle(handler):
+            handler.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            for _ in range(200):
+                if handler.server.stopping.wait(0.3):
+                    return
+                handler.wfile.write(b"X")
+                handler.wfile.flush()
+
+        with running(trickle) as server:
+            hook = em_hook(connection, server.url, request_budget=2, timeout=5)
+            started = time.monotonic()
+            with pytest.raises(ServiceUnavailableError, match="took longer than the 2 s allowed"):
+                hook.get_forecast()
+            took = time.monotonic() - started
+        record_property("header_drip_end_s", round(took, 2))
+        assert 1.9 <= took < 3
 
     def test_the_deadline_caps_the_budget(self, connection):
         with running(drip()) as server:
@@ -456,3 +478,23 @@ def test_the_redactor_knows_every_form_a_secret_travels_in():
     for form in forms:
         assert redact(f"<{form}>") == "<***>", form
     assert Redactor([None, ""])("nothing to hide") == "nothing to hide"
+
+
+@pytest.mark.parametrize(
+    ("status", "header", "error"),
+    [
+        (429, "Retry-After: \xb2", RateLimitedError),  # "²".isdigit() is true, float("²") is not
+        (200, "Content-Length: \xb2", BadPayloadError),
+        (429, "Retry-After: Mon, 01 Jan 99999 00:00:00 GMT", RateLimitedError),
+    ],
+)
+def test_hostile_headers_are_typed_errors_not_raw_ones(connection, status, header, error):
+    def respond(handler):
+        reason = "Too Many Requests" if status == 429 else "OK"
+        handler.wfile.write(
+            f"HTTP/1.1 {status} {reason}\r\n{header}\r\nConnection: close\r\n\r\n{{}}".encode("latin-1")
+        )
+        handler.wfile.flush()
+
+    with running(respond) as server, pytest.raises(error):
+        em_hook(connection, server.url).get_forecast()

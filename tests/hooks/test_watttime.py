@@ -224,3 +224,36 @@ def test_test_connection(hook, httpserver):
         }
     )
     assert hook.test_connection() == (True, "WattTime: logged in; the account may read 2 regions")
+
+
+def test_a_slow_login_in_another_thread_does_not_hold_a_caller_past_its_deadline(httpserver, connection):
+    """One thread logs in (slowly) holding the token lock; another call waits for it only until its deadline."""
+    import threading
+    import time as clock
+
+    from airflow_provider_carbon.exceptions import ServiceUnavailableError
+
+    def slow_login(request):
+        clock.sleep(1.8)  # under the connection's 2 s read timeout: one slow login, not a retried one
+        return Response(json.dumps({"token": "bearer-token-for-tests"}), content_type="application/json")
+
+    httpserver.expect_request("/login").respond_with_handler(slow_login)
+    connection("wt_slow", "watttime", httpserver.url_for(""), login="user", password="password-for-tests")
+    first = threading.Thread(target=lambda: _swallow(lambda: WattTimeHook("wt_slow").get_forecast("CAISO_NORTH")))
+    first.start()
+    clock.sleep(0.3)  # the first call is inside its login now
+    started = clock.monotonic()
+    with pytest.raises(ServiceUnavailableError, match="login did not finish before the deadline"):
+        # another region: not the same forecast, which the cache's single-flight would already hold it back for
+        WattTimeHook("wt_slow").get_forecast(
+            "CAISO_SOUTH", deadline=datetime.now(timezone.utc) + timedelta(seconds=0.8)
+        )
+    assert clock.monotonic() - started < 1.4
+    first.join(10)
+
+
+def _swallow(call):
+    import contextlib
+
+    with contextlib.suppress(Exception):  # the first call's own outcome (no forecast route here) is not the point
+        call()

@@ -158,3 +158,21 @@ def test_a_token_echoed_in_a_200_body_reaches_no_record_log_or_xcom(httpserver, 
     assert token not in json.dumps(record) and token not in json.dumps(ctx["ti"].xcom, default=str)
     out = capsys.readouterr()
     assert token not in out.out + out.err + caplog.text
+
+
+def test_a_users_subclass_keeps_its_docstring_and_imports():
+    """The docstring completion is for the provider's classes: a DAG file's subclass with its own :param lines
+    must import (it raised IndexError at class creation) and keep its text."""
+
+    class MySensor(CarbonWindowSensor):
+        """My sensor.
+
+        :param extra: something of mine.
+        """
+
+        def __init__(self, *, extra: int = 0, **kwargs):
+            super().__init__(**kwargs)
+            self.extra = extra
+
+    assert MySensor.__doc__.count(":param ") == 1
+    assert MySensor(task_id="w", expected_duration=H, extra=1).extra == 1

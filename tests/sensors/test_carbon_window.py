@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -438,7 +439,11 @@ def test_a_slow_api_cannot_push_the_plan_past_the_deadline(grid, monkeypatch):
     assert took < 5, took  # waiting for the answer would take 6 s
     assert (
         record["used_fallback"] is True
-        and "no answer from /carbon-intensity/forecast within" in record["fallback_error"]
+        # the request's budget (capped by the deadline) ends it, whichever of the timers says so first
+        and re.search(
+            r"no answer from /carbon-intensity/forecast within|/carbon-intensity/forecast took longer than",
+            record["fallback_error"],
+        )
         and record["fallback_reason"] == "unavailable"
     )
     assert datetime.fromisoformat(record["released_at"]) <= now + timedelta(seconds=2)
