@@ -285,6 +285,9 @@ class CarbonBaseOperator(BaseOperator):
                 f"connection {self.carbon_conn_id!r} has type {hook.conn_type!r}, which is not a carbon-intensity "
                 "service; use electricitymaps, carbon_aware_sdk, watttime or uk_carbon_intensity"
             )
+        # read the connection (token, extras) now, once: an unreadable one is an unusable hook, and threads that
+        # share the hook (the region operator's) must not each race to load it
+        hook.connection  # noqa: B018
         self.resolved_service = hook.service
         return hook
 

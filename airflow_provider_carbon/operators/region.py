@@ -173,12 +173,6 @@ class GreenestRegionBase(CarbonBaseOperator):
             )
             spec = replace(spec, latest_start=now)
         hook, _ = self.usable_hook()  # unusable: every region fails over to its static value
-        if hook is not None:
-            try:
-                hook.connection  # noqa: B018 - load once, before the threads share the hook
-            except Exception as err:
-                self.log.error("carbon connection %r unusable: %s", self.carbon_conn_id, err)
-                hook = None
 
         def measure(item: tuple[str, str, Any]) -> RegionResult:
             name, zone, row = item
