@@ -26,7 +26,7 @@ FLOOR_FROM_WHEEL := PYTHONSAFEPATH=1 CARBON_TESTS_FROM_WHEEL=1 PIP_CONSTRAINT=$(
 # pip's own notice about newer releases is noise on machines without internet
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install test test-fast test-floor fuzz lint format bench demo constraints constraints-floor clean
+.PHONY: install test test-fast test-floor fuzz lint format bench demo stack constraints constraints-floor clean
 
 install: $(VENV)/.installed
 
@@ -113,8 +113,13 @@ constraints-floor:
 	rm -rf .venv-constraints-floor
 
 clean:
-	rm -rf $(VENV) $(FLOOR_VENV) $(FLOOR_DIST) .pytest_cache .hypothesis build dist *.egg-info
+	rm -rf $(VENV) $(FLOOR_VENV) $(FLOOR_DIST) .stack .demo .pytest_cache .hypothesis build dist *.egg-info
 
 ## the nightly DAG in real Airflow against the offline simulator: optimised plan, then the 02:00 fallback
 demo: install
 	$(PY) demo/run_demo.py
+
+## the compose stack's Airflow natively (api-server, scheduler, dag-processor, triggerer, simulator) until Ctrl-C;
+## STACK_ARGS="--port 8081 --speed 720" to change its defaults
+stack: install
+	$(PY) demo/run_stack.py $(STACK_ARGS)
