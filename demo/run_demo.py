@@ -4,7 +4,8 @@
    now) and prints its forecast for the zone from midnight to the deadline;
 2. runs `nightly_low_carbon_training` with `airflow dags test` (the real task runner and the in-process triggerer:
    the sensor really defers), with the DAG's hours scaled to the simulator's clock, and prints the chosen start and
-   the saving against starting at 00:00 and at 02:00;
+   the saving against starting at 00:00 and at 02:00, and the job's carbon accounting (its measured runtime and
+   energy, the intensity it met, its emissions and the grams saved), as the accounting listener logged it;
 3. stops the simulator and runs the DAG again: the carbon API is down, so the job starts at the 02:00 fallback;
 4. cleans up every process it started.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -131,7 +133,29 @@ def run_dag(env: dict[str, str], conf: dict, label: str) -> dict:
         raise SystemExit(f"the DAG run failed ({label}); full log in {HOME / f'dags-test-{label}.log'}")
     deferred = "running trigger in line" in log
     print(f"  finished in {time.monotonic() - started:.0f} s; the sensor deferred to the triggerer: {deferred}")
-    return json.loads(report.read_text())
+    return {**json.loads(report.read_text()), "log": log}
+
+
+def print_accounting(report: dict, log: str) -> None:
+    """The accounting record of the job (XCom ``carbon_accounting``) and its one log line."""
+    record = report.get("accounting")
+    # the listener's last word: the record's summary, or why there is none
+    lines = [ln[ln.index("carbon accounting:") :] for ln in log.splitlines() if "carbon accounting:" in ln]
+    line = re.sub(r"\s+\[airflow_provider_carbon[^\]]*\].*$", "", lines[-1]) if lines else ""
+    if not record:
+        print(f"  accounting: none. {line or 'The listener left no line.'}")
+        return
+    print(
+        f"  accounting ({record['intensity_source']}): the job ran {record['runtime_s']:.1f} s, "
+        f"{record['energy_kwh'] * 1000:.3g} Wh at {record['experienced_intensity']:.0f} {record['unit']} = "
+        f"{record['emissions_g']:.3g} g CO2eq"
+    )
+    for label, key in (("starting at once", "vs_baseline"), ("the 02:00 default", "vs_fallback")):
+        grams, pct = record.get(f"saving_{key}_g"), record.get(f"saving_{key}_pct")
+        if grams is not None and pct is not None:
+            print(f"    saved against {label}: {grams:.3g} g ({pct:.1f} %)")
+    if line:
+        print(f"  the job's log line: {line}")
 
 
 def main() -> int:
@@ -196,6 +220,7 @@ def main() -> int:
             f"  released at {sim_hours(datetime.fromisoformat(good['released_at']), midnight_real)}; "
             f"re-plans while waiting: {good['replans']}"
         )
+        print_accounting(good, good["log"])
     finally:
         os.killpg(sim.pid, signal.SIGTERM)
         sim.wait(timeout=10)
@@ -212,6 +237,7 @@ def main() -> int:
         f"  start: {sim_hours(start, midnight_real)} (simulated), released at "
         f"{sim_hours(datetime.fromisoformat(down['released_at']), midnight_real)}: the 02:00 default"
     )
+    print_accounting(down, down["log"])
     print(f"\ndone. Logs and reports: {HOME}")
     return 0
 

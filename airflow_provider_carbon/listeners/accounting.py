@@ -57,13 +57,26 @@ def on_task_instance_success(previous_state: Any, task_instance: Any) -> None:
 
 
 def _accounting_sensors(task: Any) -> list[CarbonWindowSensor]:
+    """The sensors with the job's power or energy that released ``task`` as their job.
+
+    A sensor's job is a direct downstream task that does not come after another of that sensor's direct downstream
+    tasks: in ``wait >> train >> report`` where ``report`` also reads ``wait.output`` (which makes it a direct
+    downstream too), ``train`` is the job and ``report`` is not, so a run is never accounted twice.
+    """
     from airflow_provider_carbon.sensors.carbon_window import CarbonWindowSensor
 
     try:
         upstream = list(task.upstream_list)
+        before = task.get_flat_relative_ids(upstream=True)
     except Exception:  # a task outside a DAG has no upstream to ask about
         return []
-    return [t for t in upstream if isinstance(t, CarbonWindowSensor) and t.accounts_energy]
+    return [
+        t
+        for t in upstream
+        if isinstance(t, CarbonWindowSensor)
+        and t.accounts_energy
+        and not (set(t.downstream_task_ids) - {task.task_id}) & before
+    ]
 
 
 def account_job(ti: Any, sensor: CarbonWindowSensor) -> dict[str, Any] | None:
