@@ -51,7 +51,7 @@ def set_ledger(stack, grams: float) -> None:
 def ledger(stack) -> dict:
     result = stack.run("variables", "get", LEDGER)
     assert result.returncode == 0, result.stderr[-2000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout[result.stdout.index("{") :])  # pretty-printed, after any log lines
 
 
 def test_within_the_budget_the_job_runs_and_its_emissions_join_the_ledger(stack, httpserver, tmp_path):
