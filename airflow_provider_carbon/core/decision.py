@@ -379,9 +379,10 @@ class Decision:
         start = self.planned_start.isoformat()
         if self.reason is StartReason.BUDGET:
             budget = self.budget or {}
+            used, limit = budget.get("used_kg") or 0.0, budget.get("limit_kg") or 0.0
             return (
-                f"over the carbon budget of {budget.get('scope')} ({budget.get('used_kg')} of {budget.get('limit_kg')} "
-                f"kg this {budget.get('period')}): {budget.get('outcome')}, the job does not start"
+                f"over the carbon budget of {budget.get('scope')} ({used:.3g} of {limit:g} kg this "
+                f"{budget.get('period')}): {budget.get('outcome')}, the job does not start"
             )
         if self.used_fallback:
             why = self.fallback_reason.value if self.fallback_reason else "no forecast"

@@ -347,8 +347,17 @@ BUDGET_KG = 0.9
 
 
 def budget_conf(policy: str) -> dict:
-    # threshold far above any intensity: the job starts at once (the budget is under test, not the wait)
-    return {"zone": "PL", "threshold": 10_000, "budget_kg": BUDGET_KG, "budget_per": "year", "budget_policy": policy}
+    # a 1 h job within 6 h on the simulator's clock; a threshold far above any intensity: the job starts at once
+    # (the budget is under test, not the wait)
+    return {
+        "zone": "PL",
+        "expected_duration": 3600 / SPEED,
+        "max_delay": 6 * 3600 / SPEED,
+        "threshold": 10_000,
+        "budget_kg": BUDGET_KG,
+        "budget_per": "year",
+        "budget_policy": policy,
+    }
 
 
 def test_budget_the_first_two_runs_exhaust_skips_the_third_then_warns_then_fails(stack, simulator):
