@@ -21,7 +21,8 @@ FLOOR_TEST_TOOLS_ARGS := $(foreach tool,$(FLOOR_TEST_TOOLS),"$(tool)")
 # puts a DeprecatedImportWarning into every parse of a DAG that uses @task (tests/test_dags.py refuses it)
 FLOOR_COMMON_COMPAT := apache-airflow-providers-common-compat<1.20
 FLOOR_AIRFLOW_TESTS := tests/test_example_dags_test.py tests/sensors/test_dags_test.py \
-    tests/operators/test_region_dags_test.py tests/test_provider.py tests/test_dags.py
+    tests/sensors/test_budget_dags_test.py tests/operators/test_region_dags_test.py tests/test_provider.py \
+    tests/test_dags.py
 FLOOR_FROM_WHEEL := PYTHONSAFEPATH=1 CARBON_TESTS_FROM_WHEEL=1 PIP_CONSTRAINT=$(FLOOR_CONSTRAINTS) $(FLOOR_PY)
 # pip's own notice about newer releases is noise on machines without internet
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

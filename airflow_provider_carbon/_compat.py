@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from airflow.dag_processing.dagbag import DagBag
     from airflow.sdk import conf
     from airflow.sdk.bases.skipmixin import SkipMixin
-    from airflow.sdk.exceptions import TaskDeferred
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, TaskDeferred
 else:
     # Airflow's configuration: the Task SDK exports it from 3.2 on; 3.1 has only core's
     try:
@@ -42,6 +42,13 @@ else:
         from airflow.sdk.exceptions import TaskDeferred
     except ImportError:
         from airflow.exceptions import TaskDeferred
+
+    # skip a task / fail it without retries: the Task SDK's classes where it has them (3.3 does; its task runner
+    # catches those), core's in 3.1
+    try:
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+    except ImportError:
+        from airflow.exceptions import AirflowFailException, AirflowSkipException
 
 
 def _skip_mixin() -> type:
@@ -76,7 +83,16 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = ["AIRFLOW_VERSION", "AIRFLOW_V_3_2_PLUS", "DagBag", "SkipMixin", "TaskDeferred", "conf"]
+__all__ = [
+    "AIRFLOW_VERSION",
+    "AIRFLOW_V_3_2_PLUS",
+    "AirflowFailException",
+    "AirflowSkipException",
+    "DagBag",
+    "SkipMixin",
+    "TaskDeferred",
+    "conf",
+]
 
 
 def stats() -> Any:

@@ -21,6 +21,7 @@ __all__ = [
     "AuthenticationError",
     "BadPayloadError",
     "CarbonApiError",
+    "CarbonBudgetExceeded",
     "CarbonError",
     "DeadlineTooTightError",
     "ForecastCoverageError",
@@ -140,6 +141,38 @@ class DeadlineTooTightError(WindowError):
         super().__init__(
             f"a {duration} job cannot start at or after {earliest.isoformat()}: the deadline requires it to start "
             f"by {latest_start.isoformat()}"
+        )
+
+
+class CarbonBudgetExceeded(CarbonError):
+    """The carbon budget of a DAG or tag is used up for the period, and its policy is ``fail``.
+
+    Raised by the sensor before its job waits (as an ``AirflowFailException`` too, so the task fails without
+    retries); the decision record in XCom ``carbon_decision`` has the same figures under ``budget``.
+
+    :param scope: ``dag:<dag_id>`` or ``tag:<tag>``.
+    :param period: ``day``, ``week``, ``month`` or ``year``.
+    :param period_start: the first instant of the period (tz-aware).
+    :param used_kg: kilograms CO2eq accounted in the period.
+    :param limit_kg: the budget's limit in kilograms per period.
+
+    .. code-block:: python
+
+        try:
+            sensor.execute(context)
+        except CarbonBudgetExceeded as err:
+            print(err.scope, err.used_kg, err.limit_kg)  # dag:nightly 5.2 5.0
+    """
+
+    def __init__(self, *, scope: str, period: str, period_start: datetime, used_kg: float, limit_kg: float) -> None:
+        self.scope = scope
+        self.period = period
+        self.period_start = period_start
+        self.used_kg = used_kg
+        self.limit_kg = limit_kg
+        super().__init__(
+            f"carbon budget of {scope} used up: {used_kg:.3g} kg of {limit_kg:g} kg this {period} (since "
+            f"{period_start.isoformat()}); the job does not run"
         )
 
 

@@ -37,6 +37,9 @@ EXAMPLES = {
     "RedirectError": lambda: exceptions.RedirectError(
         "redirected", location="http://127.0.0.2:8080/v3", **{**API, "status": 302}
     ),
+    "CarbonBudgetExceeded": lambda: exceptions.CarbonBudgetExceeded(
+        scope="dag:nightly", period="month", period_start=T, used_kg=5.2, limit_kg=5.0
+    ),
     "BadPayloadError": lambda: exceptions.BadPayloadError("zeros", reason="invalid_forecast", **{**API, "status": 200}),
 }
 

@@ -39,6 +39,7 @@ __all__ = [
     "PlanSpec",
     "ReleaseReason",
     "StartReason",
+    "over_budget",
     "plan",
     "revise",
 ]
@@ -60,6 +61,8 @@ class StartReason(str, Enum):
     FALLBACK = "fallback"
     #: the deadline had already passed when deciding: start at once
     DEADLINE = "deadline"
+    #: the carbon budget is used up and its policy (``skip`` or ``fail``) stops the job: it does not start
+    BUDGET = "budget"
 
 
 class FallbackReason(str, Enum):
@@ -206,7 +209,10 @@ class Decision:
     )
     decided_at: datetime = field(metadata=_doc("when this plan was made (UTC)"))
     reason: StartReason = field(
-        metadata=_doc("why this start: ``optimum``, ``threshold``, ``min_saving``, ``fallback`` or ``deadline``")
+        metadata=_doc(
+            "why this start: ``optimum``, ``threshold``, ``min_saving``, ``fallback``, ``deadline``, or ``budget`` "
+            "(over the carbon budget: the job does not start)"
+        )
     )
     zone: str | None = field(default=None, metadata=_doc("zone / region / location the plan is for"))
     source: str | None = field(default=None, metadata=_doc("service of the forecast (``electricitymaps``, ...)"))
@@ -270,6 +276,15 @@ class Decision:
     )
     observed_intensity_at_start: float | None = field(
         default=None, metadata=_doc("the service's current intensity when the planned start arrived, if read")
+    )
+    budget: dict[str, Any] | None = field(
+        default=None,
+        metadata=_doc(
+            "the carbon budget check before the wait (none without a budget): ``scope``, ``period``, "
+            "``period_start``, ``period_end``, ``timezone``, ``limit_kg``, ``used_kg``, ``remaining_kg``, "
+            "``policy``, ``outcome`` (``within``, ``warned``, ``skipped``, ``failed`` or ``unknown``), ``signal``, "
+            "``other_signal_kg``, ``jobs``, ``error``"
+        ),
     )
     schema_version: int = field(default=DECISION_SCHEMA_VERSION, metadata=_doc("version of this record's shape"))
     # last: the one long field, so that the XCom view shows everything else first
@@ -362,6 +377,13 @@ class Decision:
     def summary(self) -> str:
         """One line for the task log."""
         start = self.planned_start.isoformat()
+        if self.reason is StartReason.BUDGET:
+            budget = self.budget or {}
+            used, limit = budget.get("used_kg") or 0.0, budget.get("limit_kg") or 0.0
+            return (
+                f"over the carbon budget of {budget.get('scope')} ({used:.3g} of {limit:g} kg this "
+                f"{budget.get('period')}): {budget.get('outcome')}, the job does not start"
+            )
         if self.used_fallback:
             why = self.fallback_reason.value if self.fallback_reason else "no forecast"
             detail = f" ({self.fallback_error})" if self.fallback_error else ""
@@ -463,6 +485,23 @@ def plan(
         else:
             return _from_forecast(spec, forecast, best, earliest, common)
     return _fallback(spec, now, error, fallback_reason, common, forecast)
+
+
+def over_budget(spec: PlanSpec, budget: dict[str, Any], *, now: datetime) -> Decision:
+    """The record of a job that the carbon budget stops before it waits (policy ``skip`` or ``fail``): no forecast
+    asked, no start planned; ``planned_start`` is ``now``, when it would otherwise have begun to wait."""
+    now = now.astimezone(timezone.utc)
+    return Decision(
+        planned_start=now,
+        planned_end=now + spec.duration,
+        latest_start=spec.latest_start,
+        decided_at=now,
+        reason=StartReason.BUDGET,
+        zone=spec.zone,
+        fallback=str(spec.fallback),
+        timezone=spec.timezone,
+        budget=dict(budget),
+    )
 
 
 def revise(spec: PlanSpec, current: Decision, forecast: Forecast | None, *, now: datetime) -> Decision:

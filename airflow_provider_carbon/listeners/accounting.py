@@ -118,6 +118,9 @@ def account_job(ti: Any, sensor: CarbonWindowSensor) -> dict[str, Any] | None:
     ti.xcom_push(key=ACCOUNTING_XCOM_KEY, value=data)
     log.info("carbon accounting: %s", record.summary())
     emit_metrics(record, dag_id=getattr(ti, "dag_id", None), task_id=ti.task_id, decision=decision)
+    from airflow_provider_carbon.operators.budget import record_usage
+
+    record_usage(ti, sensor.dag if sensor.has_dag() else None, data)  # the carbon budgets' shared ledger
     return data
 
 

@@ -20,6 +20,7 @@ from airflow_provider_carbon.operators.links import CARBON_LINKS
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_carbon.core.budget import Budget
     from airflow_provider_carbon.core.decision import Decision, PlanSpec
     from airflow_provider_carbon.hooks.base import CarbonIntensityHook
 
@@ -68,6 +69,13 @@ class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
         emissions and the grams saved against starting at once and at the fallback time).
     :param energy_kwh: instead of ``power_kw``, the job's energy per run in kWh.
     :param pue: power usage effectiveness of the data centre, multiplying the job's energy (default 1.0).
+    :param budget: a carbon budget checked before the wait: a
+        :class:`~airflow_provider_carbon.core.budget.Budget`, or a dict such as ``{"kg": 5, "per": "month",
+        "policy": "skip"}`` (its values templated; ``"scope": "tag:ml"`` for every DAG tagged ``ml``). Once the
+        jobs accounted in the period (``power_kw``/``energy_kwh``) have used it up, ``warn`` logs and runs,
+        ``skip`` skips this task and so the job (the run stays green), ``fail`` fails it without retries
+        (:class:`~airflow_provider_carbon.exceptions.CarbonBudgetExceeded`). The record's ``budget`` says what the
+        check found; an unreadable ledger never stops the job.
 
     .. code-block:: python
 
@@ -86,7 +94,7 @@ class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
         wait >> train_model
     """
 
-    template_fields: Sequence[str] = (*CarbonPlanningBase.planning_template_fields, "plan")
+    template_fields: Sequence[str] = (*CarbonPlanningBase.planning_template_fields, "plan", "budget")
     operator_extra_links = CARBON_LINKS
     ui_color = "#95d5b2"
 
@@ -101,6 +109,7 @@ class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
         power_kw: float | None = None,
         energy_kwh: float | None = None,
         pue: float = 1.0,
+        budget: Budget | dict[str, Any] | str | None = None,
         **kwargs: Any,
     ) -> None:
         self._timeout_given = kwargs.get("timeout") is not None
@@ -110,6 +119,9 @@ class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
         self.power_kw = power_kw
         self.energy_kwh = energy_kwh
         self.pue = pue
+        self.budget = budget
+        #: the budget check of this execution, for the record (``None``: no budget, or not checked here)
+        self._budget_check: dict[str, Any] | None = None
         self.recheck_interval = (
             recheck_interval.total_seconds() if isinstance(recheck_interval, timedelta) else float(recheck_interval)
         )
@@ -183,15 +195,56 @@ class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
 
     # -- execution ------------------------------------------------------------------------------------------------
 
+    def _check_budget(self, context: Context, spec: PlanSpec) -> None:
+        """Check the carbon budget before the wait; over it, apply the policy: ``skip`` and ``fail`` record the
+        decision and raise, ``warn`` logs. Later pokes in reschedule mode do not check again: the wait has begun."""
+        if self.budget in (None, "", {}) or self._first_reschedule(context) is not None:
+            return
+        from airflow_provider_carbon._compat import AirflowSkipException
+        from airflow_provider_carbon.core.budget import Budget, Outcome
+        from airflow_provider_carbon.core.decision import over_budget
+        from airflow_provider_carbon.operators.budget import BudgetFailure, check_budget
+
+        budget = Budget.parse(self.budget)  # a budget written wrong fails loudly, as a bad deadline does
+        dag_run = context.get("dag_run") if context else None
+        dag_id = getattr(dag_run, "dag_id", None) or self.dag_id
+        result = check_budget(budget, dag_id=dag_id, tz=spec.timezone)
+        self._budget_check = result.to_dict()
+        if result.outcome is Outcome.WITHIN or result.outcome is Outcome.UNKNOWN:
+            self.log.info("%s", result.summary())
+            return
+        if result.outcome is Outcome.WARNED:
+            self.log.warning("%s; policy warn: the job runs", result.summary())
+            return
+        self.log.warning("%s", result.summary())
+        self.record(context, over_budget(spec, self._budget_check, now=datetime.now(timezone.utc)))
+        if result.outcome is Outcome.SKIPPED:
+            raise AirflowSkipException(f"{result.summary()}; policy skip: the job and its downstream are skipped")
+        assert result.used_kg is not None
+        raise BudgetFailure(
+            scope=result.scope,
+            period=budget.period.value,
+            period_start=result.period_start,
+            used_kg=result.used_kg,
+            limit_kg=budget.limit_kg,
+        )
+
+    def _with_budget(self, decision: Decision) -> Decision:
+        """The decision with this execution's budget check, if there was one."""
+        if self._budget_check is None or decision.budget is not None:
+            return decision
+        return replace(decision, budget=self._budget_check)
+
     def execute(self, context: Context) -> Any:
         spec = self.plan_spec(context)
+        self._check_budget(context, spec)
         self._check_timeouts(spec, self._wait_started(context))
         if not self.deferrable:
             self._spec = spec
             return super().execute(context)
         hook, hook_error = self.usable_hook(spec)
         spec = self.with_hook_zone(spec, hook)
-        decision = self._initial_decision(context, spec, hook, hook_error)
+        decision = self._with_budget(self._initial_decision(context, spec, hook, hook_error))
         self.record(context, decision)
         now = datetime.now(timezone.utc)
         if decision.planned_start <= now:
@@ -267,7 +320,7 @@ class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
         previous: Decision | None = getattr(self, "_decision", None)
         if previous is None:
             if self._first_reschedule(context) is None:  # the first poke plans as execute() does
-                decision = self._initial_decision(context, spec)
+                decision = self._with_budget(self._initial_decision(context, spec))
                 self.record(context, decision)  # visible while waiting
                 return decision
             try:  # a later poke in reschedule mode: the plan went with the XComs, so plan again

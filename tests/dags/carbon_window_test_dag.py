@@ -2,6 +2,7 @@
 
 `carbon_window_test`: the sensor really defers (deferrable=True) and `airflow dags test` runs its trigger in line.
 `carbon_window_reschedule_test`: no deferral, reschedule mode: every poke is a fresh execution that re-plans.
+`carbon_budget_test`: a 1-kWh job under a carbon budget (limit and policy from params), starting at once.
 The connection `grid` points at a local server in Electricity Maps format whose forecast is time-compressed
 (points seconds apart). Everything that varies per run comes in through params, rendered at run time.
 """
@@ -23,7 +24,14 @@ def carbon_window_dag(dag_id: str, **sensor_args: Any) -> None:
         schedule=None,
         start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
         catchup=False,
-        params={"out": "/dev/null", "fallback": "now", "duration_s": 6, "max_delay_s": 40},
+        params={
+            "out": "/dev/null",
+            "fallback": "now",
+            "duration_s": 6,
+            "max_delay_s": 40,
+            "budget_kg": 1.0,
+            "budget_policy": "skip",
+        },
     )
     def build():
         wait = CarbonWindowSensor(
@@ -49,3 +57,12 @@ def carbon_window_dag(dag_id: str, **sensor_args: Any) -> None:
 
 carbon_window_dag("carbon_window_test", recheck_interval=5, deferrable=True)
 carbon_window_dag("carbon_window_reschedule_test", deferrable=False, mode="reschedule", poke_interval=2)
+# a 1-kWh job under a daily budget whose limit and policy come from params; two retries, which `fail` must not use
+carbon_window_dag(
+    "carbon_budget_test",
+    deferrable=True,
+    threshold=10_000,  # start at once: the budget is under test, not the wait
+    energy_kwh=1.0,
+    retries=2,
+    budget={"kg": "{{ params.budget_kg }}", "per": "day", "policy": "{{ params.budget_policy }}"},
+)

@@ -14,6 +14,7 @@ import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -27,6 +28,7 @@ SIM_MIDNIGHT = datetime(2025, 6, 2, tzinfo=timezone(timedelta(hours=2)))  # the 
 ARTIFACTS = REPO_ROOT / "artifacts" / "e2e"
 NIGHTLY = "nightly_low_carbon_training"
 REGIONS = "greenest_region_batch"
+BUDGET = "carbon_budget_batch"
 
 
 def compressed_conf(fallback_at: datetime) -> dict:
@@ -117,7 +119,7 @@ def start_stack(
     try:
         stack.wait_for_api()
         wait_until(lambda: healthy(stack), 120, "scheduler, triggerer and dag-processor healthy")
-        for dag_id in (NIGHTLY, REGIONS):
+        for dag_id in (NIGHTLY, REGIONS, BUDGET):
             wait_until(lambda d=dag_id: exists(stack, d), 120, f"{dag_id} parsed")
             stack.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
         # Unpausing the nightly DAG makes the scheduler create last midnight's run at once, with the DAG's real
@@ -337,3 +339,69 @@ def test_airflow_ui_shows_the_grid_and_the_decision(stack, simulator):
             page.screenshot(path=str(ARTIFACTS / "xcom.png"), full_page=True)
             browser.close()
     assert (ARTIFACTS / "grid.png").stat().st_size > 10_000
+
+
+#: PL's simulated intensity stays within about 480..800 gCO2eq/kWh, so one 1-kWh run of the budget DAG emits
+#: 0.48..0.80 kg: under this limit alone, over it with a second run
+BUDGET_KG = 0.9
+
+
+def budget_conf(policy: str) -> dict:
+    # a 1 h job within 6 h on the simulator's clock; a threshold far above any intensity: the job starts at once
+    # (the budget is under test, not the wait)
+    return {
+        "zone": "PL",
+        "expected_duration": 3600 / SPEED,
+        "max_delay": 6 * 3600 / SPEED,
+        "threshold": 10_000,
+        "budget_kg": BUDGET_KG,
+        "budget_per": "year",
+        "budget_policy": policy,
+    }
+
+
+def test_budget_the_first_two_runs_exhaust_skips_the_third_then_warns_then_fails(stack, simulator):
+    set_failure(simulator, "ok")
+    emitted = []
+    for _ in range(2):
+        run = run_dag(stack, BUDGET, budget_conf("skip"))
+        run_id = run["dag_run_id"]
+        assert run["state"] == "success", task_states(stack, BUDGET, run_id)
+        assert set(task_states(stack, BUDGET, run_id).values()) == {"success"}
+        decision = xcom(stack, BUDGET, run_id, "wait_for_low_carbon_window", "carbon_decision")
+        assert decision["budget"]["outcome"] == "within"
+        assert decision["budget"]["used_kg"] == pytest.approx(sum(emitted) / 1000)
+        emitted.append(xcom(stack, BUDGET, run_id, "batch_job", "carbon_accounting")["emissions_g"])
+    assert emitted[0] / 1000 < BUDGET_KG <= sum(emitted) / 1000
+    ledger = stack.request("GET", f"/api/v2/variables/carbon_budget.dag.{BUDGET}")
+    assert [e["grams"] for e in json.loads(ledger["value"])["entries"]] == pytest.approx(emitted)
+
+    # the third: skipped before it waits, the run green, and the record says why
+    run = run_dag(stack, BUDGET, budget_conf("skip"))
+    run_id = run["dag_run_id"]
+    states = task_states(stack, BUDGET, run_id)
+    assert run["state"] == "success", states
+    assert states == {"wait_for_low_carbon_window": "skipped", "batch_job": "skipped", "report": "skipped"}
+    decision = xcom(stack, BUDGET, run_id, "wait_for_low_carbon_window", "carbon_decision")
+    assert decision["reason"] == "budget" and decision["released_at"] is None
+    budget = decision["budget"]
+    assert budget["scope"] == f"dag:{BUDGET}" and budget["period"] == "year" and budget["policy"] == "skip"
+    assert budget["outcome"] == "skipped" and budget["limit_kg"] == BUDGET_KG and budget["jobs"] == 2
+    assert budget["used_kg"] == pytest.approx(sum(emitted) / 1000) and budget["remaining_kg"] == 0
+    new_year = datetime(datetime.now(timezone.utc).year, 1, 1, tzinfo=ZoneInfo("Europe/Berlin"))  # the DAG's tz
+    assert budget["period_start"] == new_year.astimezone(timezone.utc).isoformat()
+
+    # warn: the job runs, and its usage is added
+    run = run_dag(stack, BUDGET, budget_conf("warn"))
+    run_id = run["dag_run_id"]
+    assert run["state"] == "success" and set(task_states(stack, BUDGET, run_id).values()) == {"success"}
+    decision = xcom(stack, BUDGET, run_id, "wait_for_low_carbon_window", "carbon_decision")
+    assert decision["budget"]["outcome"] == "warned" and decision["reason"] == "threshold"
+
+    # fail: the sensor fails at once, without its retries (the DAG gives it two), and the run fails
+    run = run_dag(stack, BUDGET, budget_conf("fail"))
+    run_id = run["dag_run_id"]
+    states = task_states(stack, BUDGET, run_id)
+    assert run["state"] == "failed" and states["wait_for_low_carbon_window"] == "failed", states
+    decision = xcom(stack, BUDGET, run_id, "wait_for_low_carbon_window", "carbon_decision")
+    assert decision["budget"]["outcome"] == "failed" and decision["budget"]["jobs"] == 3
