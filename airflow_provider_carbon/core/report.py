@@ -303,6 +303,7 @@ def build_task_view(
     job a sensor released, that sensor's decision; and the job's accounting."""
     from airflow_provider_carbon.core.forecast import Forecast
 
+    records = [r for r in records if r.dag_id == dag_id and r.run_id == run_id]
     own = [r for r in records if r.task_id == task_id and r.map_index == map_index]
     decisions = [r for r in records if r.key == DECISION_KEY and isinstance(r.value, dict)]
     accountings = [r for r in records if r.key == ACCOUNTING_KEY and isinstance(r.value, dict)]
@@ -518,7 +519,7 @@ body{font-family:system-ui,sans-serif;margin:16px;color:#222;background:#fff}
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.5em}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0}
 th,td{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top}
-td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f4f4f4}
+td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}th{background:#f4f4f4}
 .fallback{color:#b71c1c}.empty{color:#666}.legend span{margin-right:1em}
 nav.pages a,nav.pages span{margin-right:.6em}
 @media (prefers-color-scheme: dark){body{background:#1a1a1a;color:#ddd}th{background:#2a2a2a}
@@ -633,7 +634,7 @@ def _pager(model: Overview, base: str) -> str:
     root = base.rstrip("/") + "/"
 
     def link(page: int, label: str) -> str:
-        return f'<a href="{_e(root)}?{urlencode({"page": page, "per_page": model.per_page})}">{label}</a>'
+        return f'<a href="{_e(root + "?" + urlencode({"page": page, "per_page": model.per_page}))}">{label}</a>'
 
     parts = ['<nav class="pages">']
     if model.page > 1:
