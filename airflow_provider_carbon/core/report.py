@@ -192,47 +192,66 @@ def _budget(record: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return budget if isinstance(budget, dict) else None
 
 
-def _accounting_for(decision: Decision, accountings: list[XComRecord], only: bool) -> dict[str, Any] | None:
-    """The accounting of the job this decision released: the run's only one, or the one of the decision's zone (a
+def _accounting_for(zone: str | None, accountings: list[XComRecord], only: bool) -> dict[str, Any] | None:
+    """The accounting of the job a decision for ``zone`` released: the run's only one, or the one of that zone (a
     run with several sensors accounts each job in its sensor's zone)."""
     if only and len(accountings) == 1:
         return accountings[0].value
-    return next((a.value for a in accountings if a.value.get("zone") == decision.zone), None)
+    return next((a.value for a in accountings if a.value.get("zone") == zone), None)
 
 
-def _row(record: XComRecord, decision: Decision, accounting: Mapping[str, Any] | None) -> RunRow:
+def _current(value: dict[str, Any]) -> dict[str, Any] | None:
+    """A decision record in the current schema, or ``None`` if it is not one.
+
+    A current record (it has ``schema_version``) is read as it is: a table row needs a few of its fields, and
+    building the dataclass for each of 10,000 records would cost more than decoding them. Older records go through
+    :meth:`Decision.from_dict`, the one place that migrates them.
+    """
+    if "schema_version" not in value:
+        decision = _decision(value)
+        return decision.to_dict() if decision is not None else None
+    return value if _dt(value.get("planned_start")) is not None and value.get("reason") else None
+
+
+def _row(record: XComRecord, decision: Mapping[str, Any], accounting: Mapping[str, Any] | None) -> RunRow:
     acc = accounting or {}
+    zone = decision.get("zone")
     return RunRow(
         dag_id=record.dag_id,
         run_id=record.run_id,
         task_id=record.task_id,
         map_index=record.map_index,
         run_after=record.run_after,
-        planned_start=decision.planned_start,
-        actual_start=_dt(acc.get("started_at")) or decision.released_at,
-        zone=decision.zone if decision.zone is not None else acc.get("zone"),
-        signal=str(acc.get("signal") or decision.signal or "average"),
-        unit=str(acc.get("unit") or decision.unit or "gCO2eq/kWh"),
-        expected_intensity=_num(decision.expected_intensity),
+        planned_start=_dt(decision.get("planned_start")),
+        actual_start=_dt(acc.get("started_at")) or _dt(decision.get("released_at")),
+        zone=str(zone) if zone is not None else acc.get("zone"),
+        signal=str(acc.get("signal") or decision.get("signal") or "average"),
+        unit=str(acc.get("unit") or decision.get("unit") or "gCO2eq/kWh"),
+        expected_intensity=_num(decision.get("expected_intensity")),
         experienced_intensity=_num(acc.get("experienced_intensity")),
         emissions_g=_num(acc.get("emissions_g")),
         saving_g=_num(acc.get("saving_vs_baseline_g")),
         saving_pct=_num(acc.get("saving_vs_baseline_pct")),
         baseline_g=_num(acc.get("emissions_if_started_at_baseline_g")),
-        used_fallback=bool(decision.used_fallback),
-        fallback_reason=decision.fallback_reason.value if decision.fallback_reason else None,
-        fallback_error=decision.fallback_error,
-        budget=_budget(record.value),
+        used_fallback=decision.get("used_fallback") is True,
+        fallback_reason=_text(decision.get("fallback_reason")),
+        fallback_error=_text(decision.get("fallback_error")),
+        budget=_budget(decision),
     )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def run_rows(records: Iterable[XComRecord]) -> list[RunRow]:
     """Every decision with the accounting of its job, newest first."""
     rows: list[RunRow] = []
     for decisions, accountings in _group(records).values():
-        loaded = [(r, d) for r in decisions if (d := _decision(r.value)) is not None]
+        loaded = [(r, d) for r in decisions if (d := _current(r.value)) is not None]
         for record, decision in loaded:
-            rows.append(_row(record, decision, _accounting_for(decision, accountings, only=len(loaded) == 1)))
+            job = _accounting_for(decision.get("zone"), accountings, only=len(loaded) == 1)
+            rows.append(_row(record, decision, job))
     epoch = datetime.min.replace(tzinfo=timezone.utc)
     rows.sort(key=lambda r: (r.moment or epoch, r.dag_id, r.run_id, r.task_id), reverse=True)
     return rows
@@ -314,7 +333,7 @@ def build_task_view(
         chosen = next((r for r in decisions if r.value.get("zone") == zone), decisions[0])
     decision = _decision(chosen.value) if chosen is not None else None
     if decision is not None and accounting is None and accountings:
-        accounting = _accounting_for(decision, accountings, only=len(decisions) == 1)
+        accounting = _accounting_for(decision.zone, accountings, only=len(decisions) == 1)
     forecast = None
     if decision is not None and decision.forecast:
         try:
@@ -417,9 +436,12 @@ def _axes(x0: datetime, x1: datetime, y_lo: float, y_hi: float, y_label: str) ->
         y = sy(value)
         parts.append(f'<text x="{_PAD_L - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{value:.4g}</text>')
         parts.append(f'<line x1="{_PAD_L}" y1="{y:.1f}" x2="{_W - _PAD_R}" y2="{y:.1f}" stroke="#ddd"/>')
+    span = x1.timestamp() - x0.timestamp()
+    # as fine as the span needs: a time-compressed test night lasts minutes, a year of savings months
+    fmt = "%H:%M:%S" if span < 3600 else "%m-%d %H:%M" if span < 30 * 86400 else "%Y-%m-%d"
     for i in range(5):
-        t = x0.timestamp() + (x1.timestamp() - x0.timestamp()) * i / 4
-        label = datetime.fromtimestamp(t, timezone.utc).strftime("%m-%d %H:%M")
+        t = x0.timestamp() + span * i / 4
+        label = datetime.fromtimestamp(t, timezone.utc).strftime(fmt)
         parts.append(f'<text x="{sx(t):.1f}" y="{_H - _PAD_B + 16}" font-size="11" text-anchor="middle">{label}</text>')
     return parts, sx, sy
 
