@@ -93,7 +93,7 @@ def main() -> int:
     rows = stored_records()
     size = sum(len(r[4]) for r in rows)
     page = overview_page(rows)
-    assert f"Runs: {RUNS}," in page and page.count("<tr>") > 50  # every run counted, the first page drawn
+    assert f"Jobs: {RUNS}," in page and page.count("<tr>") > 50  # every run counted, the first page drawn
     ours, ref = best_of(lambda: overview_page(rows)), best_of(lambda: decode_only(rows))
     print(
         f"Carbon overview benchmark: python {sys.version.split()[0]}; {RUNS} runs, {len(rows)} XCom values "

@@ -37,6 +37,7 @@ __all__ = [
     "XComRecord",
     "build_overview",
     "build_task_view",
+    "format_budget",
     "render_overview",
     "render_task_view",
     "svg_forecast_chart",
@@ -44,6 +45,8 @@ __all__ = [
     "task_view_path",
 ]
 
+# the XCom keys the operators and the accounting listener write (operators.base.DECISION_XCOM_KEY,
+# listeners.accounting.ACCOUNTING_XCOM_KEY: both modules import Airflow, so they are named here again; a test checks)
 DECISION_KEY = "carbon_decision"
 ACCOUNTING_KEY = "carbon_accounting"
 #: rows per page of the overview's run table (totals and the chart always cover every readable record)
@@ -67,12 +70,15 @@ class XComRecord:
 
 @dataclass(frozen=True)
 class RunRow:
-    """One carbon-aware run of the overview: a decision, and the accounting of the job it released if there is one."""
+    """One carbon-aware job of the overview: a decision, and the accounting of a job it released if there is one."""
 
     dag_id: str
     run_id: str
+    #: the accounted job's task (the row links to its page), else the decision's
     task_id: str
     map_index: int
+    #: the sensor or plan task whose decision this is
+    decision_task_id: str
     run_after: datetime | None
     planned_start: datetime | None
     actual_start: datetime | None
@@ -192,12 +198,16 @@ def _budget(record: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return budget if isinstance(budget, dict) else None
 
 
-def _accounting_for(zone: str | None, accountings: list[XComRecord], only: bool) -> dict[str, Any] | None:
-    """The accounting of the job a decision for ``zone`` released: the run's only one, or the one of that zone (a
-    run with several sensors accounts each job in its sensor's zone)."""
-    if only and len(accountings) == 1:
-        return accountings[0].value
-    return next((a.value for a in accountings if a.value.get("zone") == zone), None)
+def _decision_of(zone: Any, decisions: Sequence[tuple[XComRecord, Any]]) -> tuple[XComRecord, Any] | None:
+    """Which of a run's decisions released a job accounted in ``zone``: the run's only one, else the one planned for
+    that zone (a run with several sensors accounts each job in its sensor's zone); ``None`` when none fits."""
+    if len(decisions) == 1:
+        return decisions[0]
+    return next((pair for pair in decisions if _zone(pair[1]) == zone), None)
+
+
+def _zone(decision: Any) -> Any:
+    return decision.get("zone") if isinstance(decision, dict) else decision.zone
 
 
 def _current(value: dict[str, Any]) -> dict[str, Any] | None:
@@ -213,14 +223,15 @@ def _current(value: dict[str, Any]) -> dict[str, Any] | None:
     return value if _dt(value.get("planned_start")) is not None and value.get("reason") else None
 
 
-def _row(record: XComRecord, decision: Mapping[str, Any], accounting: Mapping[str, Any] | None) -> RunRow:
-    acc = accounting or {}
+def _row(record: XComRecord, decision: Mapping[str, Any], job: XComRecord | None) -> RunRow:
+    acc = job.value if job is not None else {}
     zone = decision.get("zone")
     return RunRow(
         dag_id=record.dag_id,
         run_id=record.run_id,
-        task_id=record.task_id,
-        map_index=record.map_index,
+        task_id=job.task_id if job is not None else record.task_id,
+        map_index=job.map_index if job is not None else record.map_index,
+        decision_task_id=record.task_id,
         run_after=record.run_after,
         planned_start=_dt(decision.get("planned_start")),
         actual_start=_dt(acc.get("started_at")) or _dt(decision.get("released_at")),
@@ -245,13 +256,18 @@ def _text(value: Any) -> str | None:
 
 
 def run_rows(records: Iterable[XComRecord]) -> list[RunRow]:
-    """Every decision with the accounting of its job, newest first."""
+    """One row per accounted job with the decision that released it, and one per decision that released no
+    accounted job (a plan, a job without power_kw, a run still waiting); newest first."""
     rows: list[RunRow] = []
     for decisions, accountings in _group(records).values():
         loaded = [(r, d) for r in decisions if (d := _current(r.value)) is not None]
-        for record, decision in loaded:
-            job = _accounting_for(decision.get("zone"), accountings, only=len(loaded) == 1)
-            rows.append(_row(record, decision, job))
+        released: set[tuple[str, int]] = set()
+        for job in accountings:
+            pair = _decision_of(job.value.get("zone"), loaded)
+            if pair is not None:
+                released.add((pair[0].task_id, pair[0].map_index))
+                rows.append(_row(pair[0], pair[1], job))
+        rows.extend(_row(r, d, None) for r, d in loaded if (r.task_id, r.map_index) not in released)
     epoch = datetime.min.replace(tzinfo=timezone.utc)
     rows.sort(key=lambda r: (r.moment or epoch, r.dag_id, r.run_id, r.task_id), reverse=True)
     return rows
@@ -300,7 +316,7 @@ def build_overview(records: Iterable[XComRecord], *, page: int = 1, per_page: in
 
 @dataclass(frozen=True)
 class TaskView:
-    """The task-instance page: the decision, the forecast its plan used, and the job's accounting."""
+    """The task-instance page: the decision, the forecast its plan used, and the accounting of its jobs."""
 
     dag_id: str
     run_id: str
@@ -310,7 +326,8 @@ class TaskView:
     #: the decision's task, when the page is for its job task (the decision lives on the sensor)
     decision_task_id: str | None
     forecast: Any  # Forecast | None: typed loosely to keep numpy out of this module's import-time needs
-    accounting: Mapping[str, Any] | None
+    #: the accounting records of the jobs shown: the page's own job, or every job the page's decision released
+    accountings: Sequence[XComRecord] = ()
     #: the decision's ``budget`` (the budget check's record), read from the raw record: ``None`` without one
     budget: Mapping[str, Any] | None = None
 
@@ -323,17 +340,22 @@ def build_task_view(
     from airflow_provider_carbon.core.forecast import Forecast
 
     records = [r for r in records if r.dag_id == dag_id and r.run_id == run_id]
-    own = [r for r in records if r.task_id == task_id and r.map_index == map_index]
     decisions = [r for r in records if r.key == DECISION_KEY and isinstance(r.value, dict)]
-    accountings = [r for r in records if r.key == ACCOUNTING_KEY and isinstance(r.value, dict)]
-    chosen = next((r for r in own if r.key == DECISION_KEY), None)
-    accounting = next((r.value for r in own if r.key == ACCOUNTING_KEY and isinstance(r.value, dict)), None)
-    if chosen is None and decisions:
-        zone = accounting.get("zone") if accounting else None
-        chosen = next((r for r in decisions if r.value.get("zone") == zone), decisions[0])
+    jobs = [r for r in records if r.key == ACCOUNTING_KEY and isinstance(r.value, dict)]
+    mine = [r for r in records if r.task_id == task_id and r.map_index == map_index]
+    chosen = next((r for r in mine if r.key == DECISION_KEY), None)
+    own_job = next((r for r in jobs if r in mine), None)
+    if chosen is None and own_job is not None:  # a job's page: the decision that released it
+        pair = _decision_of(own_job.value.get("zone"), [(r, r.value) for r in decisions])
+        chosen = pair[0] if pair is not None else None
     decision = _decision(chosen.value) if chosen is not None else None
-    if decision is not None and accounting is None and accountings:
-        accounting = _accounting_for(decision.zone, accountings, only=len(decisions) == 1)
+    if own_job is not None:
+        accountings = [own_job]
+    elif decision is not None:  # a sensor's page: every job it released
+        loaded = [(r, r.value) for r in decisions]
+        accountings = [j for j in jobs if (p := _decision_of(j.value.get("zone"), loaded)) and p[0] is chosen]
+    else:
+        accountings = []
     forecast = None
     if decision is not None and decision.forecast:
         try:
@@ -348,7 +370,7 @@ def build_task_view(
         decision=decision,
         decision_task_id=chosen.task_id if chosen is not None else None,
         forecast=forecast,
-        accounting=accounting,
+        accountings=accountings,
         budget=_budget(chosen.value) if chosen is not None else None,
     )
 
@@ -484,10 +506,10 @@ def svg_forecast_chart(view: TaskView) -> str:
         return '<p class="empty">The decision record holds no forecast (the plan used the fallback).</p>'
     points = forecast.to_points()
     end = forecast.end
-    acc = view.accounting or {}
-    started, ended = _dt(acc.get("started_at")), _dt(acc.get("ended_at"))
+    runs = [(job.task_id, _dt(job.value.get("started_at")), _dt(job.value.get("ended_at"))) for job in view.accountings]
+    runs = [(task, a, b) for task, a, b in runs if a is not None and b is not None]
     moments = [points[0][0], end, decision.planned_start, decision.planned_end]
-    moments += [m for m in (started, ended) if m is not None]
+    moments += [m for _, a, b in runs for m in (a, b)]
     x0, x1 = min(moments), max(moments)
     values = [v for _, v in points]
     y_hi = max(values) * 1.1 or 1.0
@@ -504,8 +526,10 @@ def svg_forecast_chart(view: TaskView) -> str:
 
     plot_h = _H - _PAD_B - _PAD_T
     band(decision.planned_start, decision.planned_end, "#2e7d32", "planned window", _PAD_T, plot_h)
-    if started is not None and ended is not None:
-        band(started, ended, "#1565c0", "actual run", _PAD_T + plot_h * 0.6, plot_h * 0.4)
+    for i, (task, started, ended) in enumerate(runs):
+        # one lane per job at the bottom, so that parallel jobs stay apart
+        lane = plot_h * 0.4 / len(runs)
+        band(started, ended, "#1565c0", f"actual run of {task}", _PAD_T + plot_h * 0.6 + i * lane, lane)
     path = [f"M{sx(points[0][0].timestamp()):.1f},{sy(points[0][1]):.1f}"]
     for i, (_, value) in enumerate(points):
         nxt = points[i + 1][0] if i + 1 < len(points) else end
@@ -542,6 +566,7 @@ h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.5em}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0}
 th,td{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top}
 td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}th{background:#f4f4f4}
+.t{white-space:nowrap}td small{display:block;max-width:26em;overflow-wrap:anywhere}
 .fallback{color:#b71c1c}.empty{color:#666}.legend span{margin-right:1em}
 nav.pages a,nav.pages span{margin-right:.6em}
 @media (prefers-color-scheme: dark){body{background:#1a1a1a;color:#ddd}th{background:#2a2a2a}
@@ -577,7 +602,7 @@ def _fallback_cell(used: bool, reason: str | None, error: str | None) -> str:
 
 def _totals_table(label: str, totals: Mapping[tuple[str, str, str], Total]) -> str:
     return _table(
-        [label, "signal", "runs", "fallbacks", "emissions", "saved", "saved %"],
+        [label, "signal", "jobs", "fallbacks", "emissions", "saved", "saved %"],
         (
             [
                 (_e(name), False),
@@ -601,7 +626,8 @@ def render_overview(model: Overview, *, base: str, airflow_base: str = "") -> st
         body.append('<p class="empty">No carbon decisions in the DAGs you may read.</p>')
         return _page("Carbon", "".join(body))
     body.append(
-        f"<p>Runs: {model.total_rows}, of the DAGs you may read. Savings are against starting the job at the "
+        f"<p>Jobs: {model.total_rows}, in the DAGs you may read (one row per accounted job, and per decision with"
+        " none). Savings are against starting the job at the "
         "decision (no shifting); percentages of totals are of the unshifted emissions.</p>"
     )
     body.append("<h2>Savings over time</h2>")
@@ -611,6 +637,7 @@ def render_overview(model: Overview, *, base: str, airflow_base: str = "") -> st
     head = [
         "DAG",
         "run",
+        "task",
         "planned start",
         "actual start",
         "zone",
@@ -630,8 +657,9 @@ def render_overview(model: Overview, *, base: str, airflow_base: str = "") -> st
             [
                 (f'<a href="{_e(run_link)}" target="_top">{_e(row.dag_id)}</a>', False),
                 (f'<a href="{_e(link)}" class="run">{_e(row.run_id)}</a>', False),
-                (_e(_fmt_time(row.planned_start)), False),
-                (_e(_fmt_time(row.actual_start)), False),
+                (_e(row.task_id), False),
+                (f'<span class="t">{_e(_fmt_time(row.planned_start))}</span>', False),
+                (f'<span class="t">{_e(_fmt_time(row.actual_start))}</span>', False),
                 (_e(row.zone), False),
                 (_e(_fmt_num(row.expected_intensity)), True),
                 (_e(_fmt_num(row.experienced_intensity)), True),
@@ -720,9 +748,9 @@ def render_task_view(view: TaskView, *, base: str) -> str:
     if budget:
         rows.append([("budget", False), (_e(f"{budget.get('scope', '')}: {format_budget(budget)}"), False)])
     body.append("<h2>Decision</h2>" + _table(["field", "value"], rows))
-    acc = view.accounting
-    if acc:
-        body.append("<h2>Accounting of the job</h2>")
+    for job in view.accountings:
+        acc = job.value
+        body.append(f"<h2>Accounting of {_e(job.task_id)}</h2>")
         body.append(
             _table(
                 ["field", "value"],

@@ -138,6 +138,7 @@ def test_rows_carry_the_records_numbers_newest_first():
     assert r2.expected_intensity == plan_r2["expected_intensity"] and r2.budget == BUDGET
     r3 = next(r for r in rows if r.run_id == "r3")
     assert r3.used_fallback and r3.fallback_reason == "unavailable" and r3.fallback_error == "Boom: down"
+    assert (r2.task_id, r2.decision_task_id) == ("job", "wait")  # the row links to the job's page
     r4 = next(r for r in rows if r.run_id == "r4")
     assert r4.emissions_g is None and r4.budget is None and r4.task_id == "plan"
 
@@ -193,7 +194,8 @@ def test_budget_use():
 def test_task_view_draws_forecast_window_run_and_alternatives():
     recs = records()
     view = build_task_view(recs, dag_id="a", run_id="r2", task_id="wait")
-    assert view.decision is not None and view.forecast is not None and view.accounting["emissions_g"] == 200.0
+    assert view.decision is not None and view.forecast is not None
+    assert [(j.task_id, j.value["emissions_g"]) for j in view.accountings] == [("job", 200.0)]
     assert view.budget == BUDGET
     html = render_task_view(view, base="/carbon")
     svg = html[html.index("<svg") : html.index("</svg>")]
@@ -208,7 +210,7 @@ def test_task_view_draws_forecast_window_run_and_alternatives():
 
 def test_the_jobs_page_shows_the_sensors_plan_and_its_own_accounting():
     view = build_task_view(records(), dag_id="a", run_id="r1", task_id="job")
-    assert view.decision_task_id == "wait" and view.accounting["emissions_g"] == 100.0
+    assert view.decision_task_id == "wait" and [j.value["emissions_g"] for j in view.accountings] == [100.0]
     assert "Released by <strong>wait</strong>" in render_task_view(view, base="/carbon")
 
 
@@ -264,3 +266,29 @@ def test_the_report_module_imports_only_the_standard_library():
     )
     new = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert not any(name in new for name in ("'airflow", "'numpy", "'fastapi", "'sqlalchemy")), new
+
+
+def test_the_keys_are_the_ones_the_writers_use():
+    from airflow_provider_carbon.core.report import ACCOUNTING_KEY, DECISION_KEY
+    from airflow_provider_carbon.listeners.accounting import ACCOUNTING_XCOM_KEY
+    from airflow_provider_carbon.operators.base import DECISION_XCOM_KEY
+
+    assert (DECISION_KEY, ACCOUNTING_KEY) == (DECISION_XCOM_KEY, ACCOUNTING_XCOM_KEY)
+
+
+def test_every_job_a_sensor_released_is_a_row_and_drawn():
+    # the nightly DAG's sensor releases train_model and report, and the listener accounts both
+    recs = [
+        rec("n", "r", "wait", D, decision(T1)),
+        rec("n", "r", "train", A, accounting(T1 + 3 * H, 10.0, 4.0)),
+        rec("n", "r", "report", A, accounting(T1 + 5 * H, 1.0, 0.5)),
+    ]
+    model = build_overview(recs)
+    assert sorted((r.task_id, r.emissions_g) for r in model.rows) == [("report", 1.0), ("train", 10.0)]
+    total = model.per_dag[("n", "average", "gCO2eq/kWh")]
+    assert (total.runs, total.emissions_g, total.saving_g) == (2, 11.0, 4.5)
+    sensor = build_task_view(recs, dag_id="n", run_id="r", task_id="wait")
+    assert sorted(j.task_id for j in sensor.accountings) == ["report", "train"]
+    assert render_task_view(sensor, base="").count('class="actual"') == 2
+    job = build_task_view(recs, dag_id="n", run_id="r", task_id="report")
+    assert [j.task_id for j in job.accountings] == ["report"] and job.decision_task_id == "wait"

@@ -394,7 +394,9 @@ def test_carbon_page_shows_the_run_with_its_xcom_numbers(stack, simulator):
 
     # with a token, the JSON holds the XCom's own numbers
     body = stack.request("GET", "/carbon/api/runs?per_page=500")
-    row = next(r for r in body["runs"] if r["run_id"] == run_id and r["task_id"] == SENSOR)
+    # one row per accounted job: train_model (report, downstream of the sensor too, is accounted as well)
+    row = next(r for r in body["runs"] if r["run_id"] == run_id and r["task_id"] == JOB)
+    assert row["decision_task_id"] == SENSOR
     assert row["emissions_g"] == accounting["emissions_g"] > 0
     assert row["saving_g"] == accounting["saving_vs_baseline_g"]
     assert row["saving_pct"] == accounting["saving_vs_baseline_pct"]
@@ -415,13 +417,15 @@ def test_carbon_page_shows_the_run_with_its_xcom_numbers(stack, simulator):
             page.get_by_role("link", name="Carbon").first.click()  # the navigation's entry
             page.wait_for_url("**/plugin/carbon", timeout=30_000)
             frame = page.frame_locator("iframe[title='Carbon']")
-            table_row = frame.locator("tr", has=frame.locator(f"a.run:text-is('{run_id}')"))
+            table_row = frame.locator("tr", has=frame.locator(f"a.run:text-is('{run_id}')")).filter(
+                has=frame.locator(f"td:text-is('{JOB}')")
+            )
             table_row.wait_for(timeout=30_000)
             cells = table_row.locator("td").all_inner_texts()
             page.screenshot(path=str(ARTIFACTS / "carbon.png"), full_page=True)
-            assert cells[2] == planned and cells[4] == "DE" and cells[7] == emissions, cells
+            assert cells[3] == planned and cells[5] == "DE" and cells[8] == emissions, cells
             assert frame.locator("svg.carbon-chart").count() == 1  # the savings chart
-            table_row.locator("a.run").click()  # the task-instance view, in the same frame
+            table_row.locator("a.run").click()  # the job's task-instance view, in the same frame
             frame.locator("svg.carbon-chart path.forecast").wait_for(timeout=30_000)
             assert frame.locator("svg.carbon-chart rect.planned").count() == 1
             assert frame.locator("svg.carbon-chart rect.actual").count() == 1
