@@ -52,6 +52,8 @@ ACCOUNTING_KEY = "carbon_accounting"
 #: rows per page of the overview's run table (totals and the chart always cover every readable record)
 DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 500
+#: the savings chart has a step per accounted job up to this many, one per day beyond
+CHART_POINTS = 500
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,8 @@ class Overview:
     per_dag: dict[tuple[str, str, str], Total]
     #: ("YYYY-MM", signal, unit) -> total, newest month first
     per_month: dict[tuple[str, str, str], Total]
-    #: (day, cumulative saving in g) of the most common signal, and that (signal, unit)
+    #: (moment, cumulative saving in g) of the most common signal, per job (per day beyond CHART_POINTS jobs), and
+    #: that (signal, unit)
     savings: list[tuple[datetime, float]] = field(default_factory=list)
     savings_signal: tuple[str, str] | None = None
 
@@ -275,7 +278,7 @@ def run_rows(records: Iterable[XComRecord]) -> list[RunRow]:
 
 def build_overview(records: Iterable[XComRecord], *, page: int = 1, per_page: int = DEFAULT_PER_PAGE) -> Overview:
     """The overview of ``records`` (already filtered to the DAGs the user may read): page ``page`` of the runs,
-    totals per DAG and per month over all of them, and the cumulative savings per day."""
+    totals per DAG and per month over all of them, and the cumulative savings over time."""
     rows = run_rows(records)
     per_page = min(max(1, per_page), MAX_PER_PAGE)
     pages = max(1, math.ceil(len(rows) / per_page))
@@ -291,17 +294,23 @@ def build_overview(records: Iterable[XComRecord], *, page: int = 1, per_page: in
             utc = moment.astimezone(timezone.utc)
             per_month.setdefault((f"{utc:%Y-%m}", row.signal, row.unit), Total()).add(row)
             if row.saving_g is not None:
-                day = utc.replace(hour=0, minute=0, second=0, microsecond=0)
                 series = daily.setdefault((row.signal, row.unit), {})
-                series[day] = series.get(day, 0.0) + row.saving_g
+                series[utc] = series.get(utc, 0.0) + row.saving_g
                 counts[(row.signal, row.unit)] = counts.get((row.signal, row.unit), 0) + 1
     savings: list[tuple[datetime, float]] = []
     signal = max(counts, key=lambda k: (counts[k], k)) if counts else None
     if signal is not None:
+        steps = daily[signal]
+        if len(steps) > CHART_POINTS:  # a long history: one step per day keeps the SVG small
+            by_day: dict[datetime, float] = {}
+            for moment, grams in steps.items():
+                day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+                by_day[day] = by_day.get(day, 0.0) + grams
+            steps = by_day
         running = 0.0
-        for day in sorted(daily[signal]):
-            running += daily[signal][day]
-            savings.append((day, running))
+        for moment in sorted(steps):
+            running += steps[moment]
+            savings.append((moment, running))
     return Overview(
         rows=rows[(page - 1) * per_page : page * per_page],
         total_rows=len(rows),
@@ -478,10 +487,10 @@ def _svg(title: str, parts: list[str]) -> str:
 def svg_savings_chart(points: Sequence[tuple[datetime, float]], unit_label: str = "g CO2eq saved") -> str:
     """Cumulative savings over time as a step line; a note instead of a chart when there is nothing to draw."""
     if not points:
-        return '<p class="empty">No accounted runs yet: the chart needs a job with power_kw or energy_kwh.</p>'
+        return '<p class="empty">No accounted jobs yet: the chart needs a job with power_kw or energy_kwh.</p>'
     x0, x1 = points[0][0], points[-1][0]
-    if x0 == x1:  # one day: give it width
-        x0 = datetime.fromtimestamp(x0.timestamp() - 86400, timezone.utc)
+    if x0 == x1:  # one step: give it width
+        x0 = datetime.fromtimestamp(x0.timestamp() - 3600, timezone.utc)
     values = [v for _, v in points]
     y_lo, y_hi = min(0.0, *values), max(0.0, *values)
     parts, sx, sy = _axes(x0, x1, y_lo, y_hi if y_hi > y_lo else y_lo + 1, f"cumulative {unit_label}")

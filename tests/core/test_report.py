@@ -119,12 +119,21 @@ def test_totals_per_dag_and_month_by_hand():
     march = model.per_month[("2025-03", "average", "gCO2eq/kWh")]
     assert (march.runs, march.emissions_g, march.saving_pct) == (1, 100.0, pytest.approx(100 / 3))
     assert list(model.per_month)[0][0] == "2025-04"  # newest month first
-    # the chart follows the signal with most accounted runs (average: 3), cumulative per day
+    # the chart follows the signal with most accounted jobs (average: 3), cumulative at each job's start
     assert model.savings_signal == ("average", "gCO2eq/kWh")
+    assert model.savings == [(T1 + 4 * H, 50.0), (T2 + 4 * H, 150.0), (T3 + 2 * H, 140.0)]
+
+
+def test_a_long_history_is_charted_per_day(monkeypatch):
+    import airflow_provider_carbon.core.report as report
+
+    monkeypatch.setattr(report, "CHART_POINTS", 2)
+    extra = rec("a", "r6", "job", A, accounting(T3 + 5 * H, 10.0, 5.0))  # same day as r3's job
+    model = build_overview([*records(), rec("a", "r6", "wait", D, decision(T3)), extra])
     assert [(d.date().isoformat(), v) for d, v in model.savings] == [
         ("2025-03-10", 50.0),
         ("2025-04-02", 150.0),
-        ("2025-04-05", 140.0),
+        ("2025-04-05", 145.0),
     ]
 
 
