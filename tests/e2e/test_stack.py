@@ -382,23 +382,17 @@ def readable_through(stack: AirflowStack, dag_id: str, run_id: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_carbon_page_shows_the_run_with_its_xcom_numbers(stack, simulator):
-    from playwright.sync_api import sync_playwright
-
-    require_or_skip(Path(CHROMIUM).exists(), "Debian's chromium (apt-get install chromium; .ci/run installs it)")
-    run_id = nightly_run(stack, simulator, planned=True)
+def check_carbon_api(stack: AirflowStack, run_id: str) -> tuple[dict, dict]:
+    """The Carbon endpoints refuse a request without credentials, and with a token the run's row holds the numbers of
+    its XComs (read through the REST API); return the run's decision and its training job's accounting."""
     decision = xcom(stack, NIGHTLY, run_id, SENSOR, "carbon_decision")
     accounting = xcom(stack, NIGHTLY, run_id, JOB, "carbon_accounting")
     quoted = urllib.parse.quote(run_id, safe="")
-    task_path = f"/carbon/dags/{NIGHTLY}/runs/{quoted}/tasks/{SENSOR}"
-
     # no session cookie, no token: Airflow's own dependency refuses
-    for path in ("/carbon/", "/carbon/api/runs", task_path):
+    for path in ("/carbon/", "/carbon/api/runs", f"/carbon/dags/{NIGHTLY}/runs/{quoted}/tasks/{SENSOR}"):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(stack.base_url + path, timeout=30).close()
         assert refused.value.code == 401, path
-
-    # with a token, the JSON holds the XCom's own numbers
     body = stack.request("GET", "/carbon/api/runs?per_page=500")
     # one row per accounted job: train_model (report, downstream of the sensor too, is accounted as well)
     row = next(r for r in body["runs"] if r["run_id"] == run_id and r["task_id"] == JOB)
@@ -409,6 +403,17 @@ def test_carbon_page_shows_the_run_with_its_xcom_numbers(stack, simulator):
     assert datetime.fromisoformat(row["planned_start"]) == datetime.fromisoformat(decision["planned_start"])
     assert datetime.fromisoformat(row["actual_start"]) == datetime.fromisoformat(accounting["started_at"])
     assert row["zone"] == decision["zone"] == "DE" and row["used_fallback"] is False
+    return decision, accounting
+
+
+def test_carbon_page_shows_the_run_with_its_xcom_numbers(stack, simulator):
+    from playwright.sync_api import sync_playwright
+
+    require_or_skip(Path(CHROMIUM).exists(), "Debian's chromium (apt-get install chromium; .ci/run installs it)")
+    run_id = nightly_run(stack, simulator, planned=True)
+    decision, accounting = check_carbon_api(stack, run_id)
+    quoted = urllib.parse.quote(run_id, safe="")
+    task_path = f"/carbon/dags/{NIGHTLY}/runs/{quoted}/tasks/{SENSOR}"
 
     # the link on the sensor's task instance leads to its Carbon view
     links = stack.request("GET", f"/api/v2/dags/{NIGHTLY}/dagRuns/{quoted}/taskInstances/{SENSOR}/links")
