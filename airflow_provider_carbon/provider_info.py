@@ -211,6 +211,7 @@ def provider_info(version: str) -> dict[str, Any]:
         "extra-links": [
             "airflow_provider_carbon.operators.links.ElectricityMapsZoneLink",
             "airflow_provider_carbon.operators.links.UkCarbonIntensityLink",
+            "airflow_provider_carbon.operators.links.CarbonViewLink",
         ],
         "config": {
             "carbon": {

@@ -1,4 +1,5 @@
-"""Operator extra links: from a carbon task to its zone's public page, where the service has one.
+"""Operator extra links: from a carbon task to its zone's public page, where the service has one, and to the task's
+page in the provider's Carbon view (the plugin's ``/carbon`` app in the api-server).
 
 Airflow 3 computes a link on the worker when the task finishes and stores it in XCom; an empty link is stored as
 ``None`` and the UI shows no button. So each link answers only for its own service (the one the task actually
@@ -13,11 +14,17 @@ from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink
 
+from airflow_provider_carbon.core.report import task_view_path
+
 if TYPE_CHECKING:
     from airflow.models.taskinstancekey import TaskInstanceKey
     from airflow.sdk import BaseOperator
 
-__all__ = ["CARBON_LINKS", "CarbonZoneLink", "ElectricityMapsZoneLink", "UkCarbonIntensityLink"]
+__all__ = ["CARBON_LINKS", "CarbonViewLink", "CarbonZoneLink", "ElectricityMapsZoneLink", "UkCarbonIntensityLink"]
+
+#: where the api-server mounts the Carbon view (``airflow_provider_carbon.plugins.URL_PREFIX``; that module is the
+#: plugin, which a DAG file has no reason to import)
+CARBON_VIEW_PREFIX = "/carbon"
 
 
 class CarbonZoneLink(BaseOperatorLink):
@@ -56,5 +63,22 @@ class UkCarbonIntensityLink(CarbonZoneLink):
     url = "https://carbonintensity.org.uk/"
 
 
+class CarbonViewLink(BaseOperatorLink):
+    """ "Carbon view" button: this task instance's page in the provider's Carbon view (the forecast its plan used,
+    the chosen window and the actual run, the alternatives, every re-plan), whatever the service."""
+
+    name = "Carbon view"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow_provider_carbon._compat import conf
+
+        # absolute when the deployment says where its api-server is (a link is stored once, on the worker, and
+        # opened from the UI of that api-server); relative to the UI's host otherwise
+        base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
+        return task_view_path(
+            base + CARBON_VIEW_PREFIX, ti_key.dag_id, ti_key.run_id, ti_key.task_id, getattr(ti_key, "map_index", -1)
+        )
+
+
 #: the links every planning task carries
-CARBON_LINKS = (ElectricityMapsZoneLink(), UkCarbonIntensityLink())
+CARBON_LINKS = (ElectricityMapsZoneLink(), UkCarbonIntensityLink(), CarbonViewLink())

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -290,38 +291,54 @@ def test_greenest_region_dag_runs_only_the_chosen_region(stack, simulator):
     check_region_run(stack, run_dag(stack, REGIONS, {}))
 
 
+CHROMIUM = "/usr/bin/chromium"
+
+
+def nightly_run(stack: AirflowStack, simulator: str, *, planned: bool = False) -> str:
+    """The id of the newest successful nightly run (with ``planned``, the newest one whose sensor planned from a
+    forecast rather than falling back: the nightly test's, not the fallback test's); run alone, a fresh one."""
+    runs = stack.request("GET", f"/api/v2/dags/{NIGHTLY}/dagRuns?state=success&limit=20&order_by=-start_date")
+    for run in runs["dag_runs"]:
+        run_id = run["dag_run_id"]
+        if (
+            not planned
+            or not xcom(stack, NIGHTLY, run_id, "wait_for_low_carbon_window", "carbon_decision")["used_fallback"]
+        ):
+            return run_id
+    set_failure(simulator, "ok")
+    return run_dag(stack, NIGHTLY, compressed_conf(datetime.now(timezone.utc) + timedelta(seconds=20)))["dag_run_id"]
+
+
+def logged_in_page(playwright, stack: AirflowStack):
+    """Headless Debian chromium, logged into the stack's UI as admin: (browser, page)."""
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    )
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(stack.base_url + "/", wait_until="networkidle")
+    page.fill("input[name='username']", "admin")
+    page.fill("input[name='password']", "adminpw")
+    page.click("button[type='submit']")
+    page.wait_for_load_state("networkidle")
+    return browser, page
+
+
 def test_airflow_ui_shows_the_grid_and_the_decision(stack, simulator):
     from playwright.sync_api import sync_playwright
 
-    chromium = "/usr/bin/chromium"
-    require_or_skip(Path(chromium).exists(), "Debian's chromium (apt-get install chromium; .ci/run installs it)")
-    runs = stack.request("GET", f"/api/v2/dags/{NIGHTLY}/dagRuns?state=success&limit=1&order_by=-start_date")
-    if runs["dag_runs"]:
-        run_id = runs["dag_runs"][0]["dag_run_id"]
-    else:  # run on its own: make the run to look at
-        set_failure(simulator, "ok")
-        run_id = run_dag(stack, NIGHTLY, compressed_conf(datetime.now(timezone.utc) + timedelta(seconds=20)))[
-            "dag_run_id"
-        ]
+    require_or_skip(Path(CHROMIUM).exists(), "Debian's chromium (apt-get install chromium; .ci/run installs it)")
+    run_id = nightly_run(stack, simulator)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(stack.base_url + "/", wait_until="networkidle")
-        page.fill("input[name='username']", "admin")
-        page.fill("input[name='password']", "adminpw")
-        page.click("button[type='submit']")
-        page.wait_for_load_state("networkidle")
+        browser, page = logged_in_page(p, stack)
         page.goto(f"{stack.base_url}/dags/{NIGHTLY}", wait_until="networkidle")
         page.get_by_text("wait_for_low_carbon_window").first.wait_for(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "grid.png"), full_page=True)
@@ -405,3 +422,107 @@ def test_budget_the_first_two_runs_exhaust_skips_the_third_then_warns_then_fails
     assert run["state"] == "failed" and states["wait_for_low_carbon_window"] == "failed", states
     decision = xcom(stack, BUDGET, run_id, "wait_for_low_carbon_window", "carbon_decision")
     assert decision["budget"]["outcome"] == "failed" and decision["budget"]["jobs"] == 3
+
+
+SENSOR = "wait_for_low_carbon_window"
+JOB = "train_model"
+
+
+def readable_through(stack: AirflowStack, dag_id: str, run_id: str) -> dict:
+    """What the Carbon endpoints answer a user who may read ``dag_id`` only (tests/e2e/restricted_auth.py: Airflow's
+    api-server app in-process, on the stack's database, with an auth manager that restricts DAGs)."""
+    env = {
+        **stack.env,
+        "AIRFLOW__CORE__AUTH_MANAGER": "tests.e2e.restricted_auth.OneDagAuthManager",
+        "CARBON_READABLE_DAG": dag_id,
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.e2e.restricted_auth", NIGHTLY, run_id, SENSOR],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def check_carbon_api(stack: AirflowStack, run_id: str) -> tuple[dict, dict]:
+    """The Carbon endpoints refuse a request without credentials, and with a token the run's row holds the numbers of
+    its XComs (read through the REST API); return the run's decision and its training job's accounting."""
+    decision = xcom(stack, NIGHTLY, run_id, SENSOR, "carbon_decision")
+    accounting = xcom(stack, NIGHTLY, run_id, JOB, "carbon_accounting")
+    quoted = urllib.parse.quote(run_id, safe="")
+    # no session cookie, no token: Airflow's own dependency refuses
+    for path in ("/carbon/", "/carbon/api/runs", f"/carbon/dags/{NIGHTLY}/runs/{quoted}/tasks/{SENSOR}"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(stack.base_url + path, timeout=30).close()
+        assert refused.value.code == 401, path
+    body = stack.request("GET", "/carbon/api/runs?per_page=500")
+    # one row per accounted job: train_model (report, downstream of the sensor too, is accounted as well)
+    row = next(r for r in body["runs"] if r["run_id"] == run_id and r["task_id"] == JOB)
+    assert row["decision_task_id"] == SENSOR
+    assert row["emissions_g"] == accounting["emissions_g"] > 0
+    assert row["saving_g"] == accounting["saving_vs_baseline_g"]
+    assert row["saving_pct"] == accounting["saving_vs_baseline_pct"]
+    assert datetime.fromisoformat(row["planned_start"]) == datetime.fromisoformat(decision["planned_start"])
+    assert datetime.fromisoformat(row["actual_start"]) == datetime.fromisoformat(accounting["started_at"])
+    assert row["zone"] == decision["zone"] == "DE" and row["used_fallback"] is False
+    return decision, accounting
+
+
+def test_carbon_page_shows_the_run_with_its_xcom_numbers(stack, simulator):
+    from playwright.sync_api import sync_playwright
+
+    require_or_skip(Path(CHROMIUM).exists(), "Debian's chromium (apt-get install chromium; .ci/run installs it)")
+    run_id = nightly_run(stack, simulator, planned=True)
+    decision, accounting = check_carbon_api(stack, run_id)
+    quoted = urllib.parse.quote(run_id, safe="")
+    task_path = f"/carbon/dags/{NIGHTLY}/runs/{quoted}/tasks/{SENSOR}"
+
+    # the link on the sensor's task instance leads to its Carbon view
+    links = stack.request("GET", f"/api/v2/dags/{NIGHTLY}/dagRuns/{quoted}/taskInstances/{SENSOR}/links")
+    assert links["extra_links"]["Carbon view"] == stack.base_url + task_path
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    planned = datetime.fromisoformat(decision["planned_start"]).strftime("%Y-%m-%d %H:%M:%S UTC")
+    emissions = f"{accounting['emissions_g']:.3g} g"
+    with sync_playwright() as p:
+        browser, page = logged_in_page(p, stack)
+        try:
+            page.get_by_role("link", name="Carbon").first.click()  # the navigation's entry
+            page.wait_for_url("**/plugin/carbon", timeout=30_000)
+            frame = page.frame_locator("iframe[title='Carbon']")
+            table_row = frame.locator("tr", has=frame.locator(f"a.run:text-is('{run_id}')")).filter(
+                has=frame.locator(f"td:text-is('{JOB}')")
+            )
+            table_row.wait_for(timeout=30_000)
+            cells = table_row.locator("td").all_inner_texts()
+            page.screenshot(path=str(ARTIFACTS / "carbon.png"), full_page=True)
+            assert cells[3] == planned and cells[5] == "DE" and cells[8] == emissions, cells
+            assert frame.locator("svg.carbon-chart").count() == 1  # the savings chart
+            table_row.locator("a.run").click()  # the job's task-instance view, in the same frame
+            frame.locator("svg.carbon-chart path.forecast").wait_for(timeout=30_000)
+            assert frame.locator("svg.carbon-chart rect.planned").count() == 1
+            assert frame.locator("svg.carbon-chart rect.actual").count() == 1
+            page.screenshot(path=str(ARTIFACTS / "carbon-task.png"), full_page=True)
+            # and as the task instance's own "Carbon" tab in Airflow's UI
+            page.goto(f"{stack.base_url}/dags/{NIGHTLY}/runs/{quoted}/tasks/{SENSOR}", wait_until="networkidle")
+            page.locator("a[href$='/plugin/carbon-task']").click()  # the tab the task_instance view adds
+            tab = page.frame_locator("iframe[title='Carbon']")
+            tab.locator("svg.carbon-chart path.forecast").wait_for(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "carbon-tab.png"), full_page=True)
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "carbon-last.png"), full_page=True)
+            browser.close()
+
+    # rows are filtered by the DAG ids the auth manager lets the user read
+    only_regions = readable_through(stack, REGIONS, run_id)
+    assert only_regions["runs_status"] == 200 and run_id not in only_regions["run_ids"]
+    assert only_regions["dag_ids"] == [] and only_regions["task_status"] == 403
+    only_nightly = readable_through(stack, NIGHTLY, run_id)
+    assert only_nightly["dag_ids"] == [NIGHTLY] and run_id in only_nightly["run_ids"]
+    assert only_nightly["task_status"] == 200

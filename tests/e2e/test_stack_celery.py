@@ -17,6 +17,7 @@ from tests.e2e.test_stack import (
     NIGHTLY,
     REGION_TASKS,
     REGIONS,
+    check_carbon_api,
     check_region_run,
     compressed_conf,
     night_starts_now,
@@ -89,6 +90,8 @@ def test_nightly_dag_on_celery_and_postgres(celery_stack, simulator):  # noqa: F
     assert "Executing workload in Celery: dag_rel_path=PurePosixPath('nightly_low_carbon.py')" in celery_stack.log(
         "worker-0"
     )
+    # the Carbon page decodes the XComs PostgreSQL keeps in JSONB (SQLite: JSON text) to the same numbers
+    check_carbon_api(celery_stack, run_id)
 
 
 def test_region_branch_routes_to_the_region_queue(celery_stack, simulator):  # noqa: F811
