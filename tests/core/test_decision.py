@@ -273,3 +273,18 @@ def test_schema_1_release_texts_map_by_what_the_plan_was(text, used_fallback, re
     base = json.loads((FIXTURES / "decision_v1.json").read_text())["optimal"]
     data = {**base, "release_reason": text, "used_fallback": used_fallback, "reason": reason}
     assert Decision.from_dict(data).release_reason is expected
+
+
+def test_a_job_stopped_by_its_budget_is_recorded_without_a_wait_and_reads_back():
+    from airflow_provider_carbon.core.decision import over_budget
+
+    budget = {"scope": "dag:etl", "period": "month", "limit_kg": 5.0, "used_kg": 5.25, "outcome": "skipped"}
+    d = over_budget(spec(zone="DE"), budget, now=T0 + H)
+    assert d.reason == StartReason.BUDGET and d.planned_start == T0 + H and d.released_at is None
+    assert d.zone == "DE" and d.fallback == "02:00" and d.forecast is None
+    assert d.summary() == "over the carbon budget of dag:etl (5.25 of 5 kg this month): skipped, the job does not start"
+    data = json.loads(json.dumps(d.to_dict()))
+    assert list(data)[-1] == "forecast" and Decision.from_dict(data) == d
+    # a record written before budgets existed has none
+    old = {k: v for k, v in plan(spec(), FC, now=T0).to_dict().items() if k != "budget"}
+    assert Decision.from_dict(old).budget is None
