@@ -3,8 +3,8 @@
 1. starts the carbon-API simulator with time compressed (one simulated hour = 5 real seconds, simulated midnight =
    now) and prints its forecast for the zone from midnight to the deadline;
 2. runs `nightly_low_carbon_training` with `airflow dags test` (the real task runner and the in-process triggerer:
-   the sensor really defers), with the DAG's hours scaled to the simulator's clock, and prints the chosen start and
-   the saving against starting at 00:00 and at 02:00;
+   the sensor really defers), with the DAG's hours scaled to the simulator's clock, and prints the chosen start,
+   the saving against starting at 00:00 and at 02:00, and the job's accounting (what it emitted and saved);
 3. stops the simulator and runs the DAG again: the carbon API is down, so the job starts at the 02:00 fallback;
 4. cleans up every process it started.
 
@@ -42,6 +42,26 @@ def sim_hours(real: datetime, midnight_real: datetime) -> str:
     """A real instant as the simulated time of night it stands for (00:00 = the run's start)."""
     seconds = (real - midnight_real).total_seconds() * SPEED
     return f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}"
+
+
+def print_accounting(accounting: dict | None) -> None:
+    """What the job really emitted and saved, from the accounting listener (the DAG's sensor declares 0.3 kW)."""
+    if not accounting:
+        print("  accounting: none (see the log: the job was not accounted)")
+        return
+    # the job ran for real seconds of the compressed night: grams are small, percentages are what they would be
+    line = (
+        f"  accounted ({accounting['intensity_source']}): the job ran {accounting['runtime_s']:.1f} s, "
+        f"{accounting['energy_kwh'] * 1000:.3g} Wh at {accounting['experienced_intensity']:.0f} gCO2eq/kWh = "
+        f"{accounting['emissions_g']:.3g} g CO2eq"
+    )
+    for label, grams, pct in (
+        ("starting at once", accounting.get("saving_vs_baseline_g"), accounting.get("saving_vs_baseline_pct")),
+        ("02:00", accounting.get("saving_vs_fallback_g"), accounting.get("saving_vs_fallback_pct")),
+    ):
+        if grams is not None and pct is not None:
+            line += f"; saved {grams:.3g} g ({pct:.1f} %) against {label}"
+    print(line)
 
 
 def real_of(hours: float, midnight_real: datetime) -> datetime:
@@ -196,6 +216,7 @@ def main() -> int:
             f"  released at {sim_hours(datetime.fromisoformat(good['released_at']), midnight_real)}; "
             f"re-plans while waiting: {good['replans']}"
         )
+        print_accounting(good.get("accounting"))
     finally:
         os.killpg(sim.pid, signal.SIGTERM)
         sim.wait(timeout=10)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from airflow_provider_carbon.listeners import accounting
+from airflow_provider_carbon.listeners import accounting, energy, glance
 
 __all__ = ["CarbonPlugin"]
 
 
 class CarbonPlugin(AirflowPlugin):
-    """Carbon accounting of the jobs that carbon sensors release (a task-instance listener)."""
+    """Carbon accounting of the jobs that carbon sensors release (a task-instance listener, with CodeCarbon's
+    measurement where asked for) and the plan and its outcome in each run's note (a DAG-run listener)."""
 
     name = "carbon"
-    listeners = [accounting]
+    listeners = [accounting, energy, glance]

@@ -68,6 +68,10 @@ class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
         emissions and the grams saved against starting at once and at the fallback time).
     :param energy_kwh: instead of ``power_kw``, the job's energy per run in kWh.
     :param pue: power usage effectiveness of the data centre, multiplying the job's energy (default 1.0).
+    :param measure_energy: measure each downstream job's energy with CodeCarbon in the job's own process (the
+        optional extra ``codecarbon``) and account that instead of ``power_kw`` / ``energy_kwh``; the intensity is
+        still the grid's at that hour, from the service. Without CodeCarbon, or if it fails, the declared figure is
+        used (if given) and the job is never failed.
 
     .. code-block:: python
 
@@ -101,6 +105,7 @@ class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
         power_kw: float | None = None,
         energy_kwh: float | None = None,
         pue: float = 1.0,
+        measure_energy: bool = False,
         **kwargs: Any,
     ) -> None:
         self._timeout_given = kwargs.get("timeout") is not None
@@ -110,6 +115,7 @@ class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
         self.power_kw = power_kw
         self.energy_kwh = energy_kwh
         self.pue = pue
+        self.measure_energy = measure_energy
         self.recheck_interval = (
             recheck_interval.total_seconds() if isinstance(recheck_interval, timedelta) else float(recheck_interval)
         )
@@ -123,8 +129,8 @@ class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
 
     @property
     def accounts_energy(self) -> bool:
-        """Whether the jobs this sensor releases are carbon-accounted (it knows their power or energy)."""
-        return self.power_kw is not None or self.energy_kwh is not None
+        """Whether the jobs this sensor releases are carbon-accounted (it knows or measures their energy)."""
+        return self.power_kw is not None or self.energy_kwh is not None or self.measure_energy
 
     # -- planning -----------------------------------------------------------------------------------------------
 

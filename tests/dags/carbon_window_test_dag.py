@@ -2,6 +2,7 @@
 
 `carbon_window_test`: the sensor really defers (deferrable=True) and `airflow dags test` runs its trigger in line.
 `carbon_window_reschedule_test`: no deferral, reschedule mode: every poke is a fresh execution that re-plans.
+`carbon_window_measured_test`: the job's energy is measured by CodeCarbon (``measure_energy=True``) and accounted.
 The connection `grid` points at a local server in Electricity Maps format whose forecast is time-compressed
 (points seconds apart). Everything that varies per run comes in through params, rendered at run time.
 """
@@ -23,7 +24,7 @@ def carbon_window_dag(dag_id: str, **sensor_args: Any) -> None:
         schedule=None,
         start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
         catchup=False,
-        params={"out": "/dev/null", "fallback": "now", "duration_s": 6, "max_delay_s": 40},
+        params={"out": "/dev/null", "fallback": "now", "duration_s": 6, "max_delay_s": 40, "work_s": 0},
     )
     def build():
         wait = CarbonWindowSensor(
@@ -39,6 +40,11 @@ def carbon_window_dag(dag_id: str, **sensor_args: Any) -> None:
 
         @task
         def work(decision: dict, params: dict | None = None) -> None:
+            import time
+
+            end = time.monotonic() + float(params["work_s"])
+            while time.monotonic() < end:  # busy: a job whose energy there is something to measure of
+                pass
             with open(params["out"], "w") as fh:
                 json.dump(decision, fh)
 
@@ -49,3 +55,5 @@ def carbon_window_dag(dag_id: str, **sensor_args: Any) -> None:
 
 carbon_window_dag("carbon_window_test", recheck_interval=5, deferrable=True)
 carbon_window_dag("carbon_window_reschedule_test", deferrable=False, mode="reschedule", poke_interval=2)
+# the job's energy measured by CodeCarbon in its own process (no declared power)
+carbon_window_dag("carbon_window_measured_test", deferrable=True, measure_energy=True)
