@@ -15,7 +15,9 @@ its own (``user_id`` :data:`NOTE_AUTHOR`); a person who edits it takes it over.
 
 Sessions: the listener reads the XComs and writes the note through the session the run object belongs to (the
 scheduler's, whose transaction already holds the run's new state), and never commits: the caller commits both
-together. A second session would wait on SQLite for the write lock the scheduler's own transaction holds.
+together. A second session would wait on SQLite for the write lock the scheduler's own transaction holds. In
+``airflow dags test`` the run comes detached; there it reads in a session of its own and leaves the write to the
+merge that follows (see :func:`_write_detached`).
 """
 
 from __future__ import annotations
@@ -62,17 +64,15 @@ def _safely(dag_run: Any) -> None:
 def write_note(dag_run: Any, session: Session | None = None) -> str | None:
     """Set ``dag_run``'s note from its carbon decisions and accountings, in ``session`` (default: the run's own),
     unless someone else wrote the note; return the note written, if any."""
+    from airflow.models.dagrun import DagRunNote
     from sqlalchemy.orm import object_session
 
     session = session or object_session(dag_run)
     if session is None:
-        log.debug("carbon note: %s is in no session", dag_run)
-        return None
+        return _write_detached(dag_run)
     text = note_for_run(dag_run, session)
     if not text:
         return None
-    from airflow.models.dagrun import DagRunNote
-
     current = dag_run.dag_run_note
     if current is not None and current.content and current.user_id != NOTE_AUTHOR:
         log.info("carbon note: %s already has a note by someone else; kept it", dag_run.run_id)
@@ -81,6 +81,28 @@ def write_note(dag_run: Any, session: Session | None = None) -> str | None:
         dag_run.dag_run_note = DagRunNote(content=text, user_id=NOTE_AUTHOR)
     else:
         current.content, current.user_id = text, NOTE_AUTHOR
+    log.info("carbon note for %s: %s", dag_run.run_id, text)
+    return text
+
+
+def _write_detached(dag_run: Any) -> str | None:
+    """``airflow dags test`` hands the listener a run outside any session, and merges it into its own session right
+    after (``DagRun.update_state`` ends with ``session.merge``, which cascades to the note) and commits it. So:
+    read in a session of our own (reads take no write lock), set the note on the object, and let that merge write
+    it. A run that already has a note keeps it (replacing a row through a merge is not worth the risk here)."""
+    from airflow.models.dagrun import DagRunNote
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as reader:
+        text = note_for_run(dag_run, reader)
+        noted = reader.scalar(select(DagRunNote.dag_run_id).where(DagRunNote.dag_run_id == dag_run.id))
+    if not text:
+        return None
+    if noted is not None:
+        log.info("carbon note: %s already has a note; kept it", dag_run.run_id)
+        return None
+    dag_run.dag_run_note = DagRunNote(content=text, user_id=NOTE_AUTHOR)
     log.info("carbon note for %s: %s", dag_run.run_id, text)
     return text
 
