@@ -143,6 +143,7 @@ def outcome(records: Sequence[Accounting], tz: str | tzinfo | None = None, *, de
     jobs = f"{len(records)} jobs " if len(records) > 1 else ""
     estimated = " (forecast)" if any(r.intensity_source is IntensitySource.FORECAST for r in records) else ""
     text = f"ran {jobs}{clock(started)}-{clock(ended)}: {_grams(emitted)} CO2eq{estimated}"
+    # the first counterfactual the data covers for every job: starting at once, else the fallback time
     for label, counterfactuals, start in (
         ("baseline", [r.emissions_if_started_at_baseline_g for r in records], records[0].baseline_start),
         ("fallback", [r.emissions_if_fallback_g for r in records], records[0].fallback_start),

@@ -7,11 +7,11 @@ test``, which schedules in-process), inside ``DagRun.update_state``. When a run 
 plan operator) succeeds or fails, its note becomes one line per decision, in the DAG's timezone::
 
     05:00 CEST optimum, 293 g/kWh, -21 % vs 00:00; ran 05:00 CEST-07:00: 176 g CO2eq, -21 % vs 00:00
-    FALLBACK 02:00 CEST: API down (unavailable); ran 02:00 CEST-04:00: 203 g CO2eq (forecast), -9 % vs 00:00
+    FALLBACK 02:00 CEST: API down (unavailable)
 
-The note shows in the runs list and on the run's page, where a fallback run now looks different from an optimal
-one. A note somebody wrote is never replaced: the listener writes only where there is no note or where the note is
-its own (``user_id`` :data:`NOTE_AUTHOR`); a person who edits it takes it over.
+The note shows on the run's page in the UI and in the REST API, where a fallback run now looks different from an
+optimal one. A note somebody wrote is never replaced: the listener writes only where there is no note or where the
+note is its own (``user_id`` :data:`NOTE_AUTHOR`); a person who edits it takes it over.
 
 Sessions: the listener reads the XComs and writes the note through the session the run object belongs to (the
 scheduler's, whose transaction already holds the run's new state), and never commits: the caller commits both

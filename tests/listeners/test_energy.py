@@ -7,6 +7,8 @@ import sys
 import time
 from types import SimpleNamespace
 
+import pytest
+
 from airflow_provider_carbon.core.accounting import EnergySource
 from airflow_provider_carbon.listeners import energy
 from airflow_provider_carbon.sensors.carbon_window import CarbonWindowSensor
@@ -24,6 +26,8 @@ def busy(seconds: float) -> None:
 
 
 def test_codecarbon_measures_the_jobs_energy_and_the_accounting_takes_it():
+    # an optional extra: requirements-test.txt installs it; the floor job (Airflow 3.1) does not
+    pytest.importorskip("codecarbon", reason="the optional extra codecarbon is not installed")
     sensor = CarbonWindowSensor(task_id="wait", expected_duration=60, measure_energy=True, power_kw=0.3)
     ti = job()
     assert energy.start(ti)

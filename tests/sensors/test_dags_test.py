@@ -108,6 +108,8 @@ def test_reschedule_mode_releases_near_the_optimum(stack, httpserver, tmp_path):
 def test_measured_energy_of_the_job_is_accounted(stack, httpserver, tmp_path):
     """measure_energy=True: CodeCarbon (installed in the test environment, the extra `codecarbon`) measures the
     job in its own process, and the accounting uses that energy with the grid's intensity from the service."""
+    # an optional extra: requirements-test.txt installs it; the floor job (Airflow 3.1) does not
+    pytest.importorskip("codecarbon", reason="the optional extra codecarbon is not installed")
     start = datetime.now(timezone.utc).replace(microsecond=0)
     grid = EmGrid(start - timedelta(minutes=1), [300] * 60, step=STEP)
     dags_test(stack, grid, httpserver, tmp_path, dag_id="carbon_window_measured_test", work_s=2)
