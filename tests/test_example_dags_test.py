@@ -8,10 +8,12 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import urllib.request
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -113,7 +115,18 @@ def check_nightly(summary: dict, log: str, midnight: datetime) -> None:
 
 
 def test_nightly_dag_waits_for_the_low_carbon_window(stack, simulator, tmp_path):
-    check_nightly(*run_nightly(stack, simulator, tmp_path))
+    summary, log, midnight = run_nightly(stack, simulator, tmp_path)
+    check_nightly(summary, log, midnight)
+    # `airflow dags test` schedules in-process, so the DAG-run listener wrote the plan and outcome into the run's
+    # note there too, in the DAG's timezone (Europe/Berlin), as its author
+    with sqlite3.connect(stack.home / "airflow.db") as db:
+        content, author = db.execute(
+            "SELECT n.content, n.user_id FROM dag_run d JOIN dag_run_note n ON n.dag_run_id = d.id "
+            "WHERE d.dag_id = 'nightly_low_carbon_training' ORDER BY d.id DESC LIMIT 1"
+        ).fetchone()
+    planned = datetime.fromisoformat(summary["planned_start"]).astimezone(ZoneInfo("Europe/Berlin"))
+    assert content.startswith(f"{planned:%H:%M} {planned:%Z} optimum, ") and "; ran " in content, content
+    assert author == "airflow-provider-carbon"
 
 
 def test_nightly_dag_runs_from_the_built_wheel(stack, simulator, tmp_path):

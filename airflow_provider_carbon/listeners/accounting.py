@@ -82,7 +82,9 @@ def _accounting_sensors(task: Any) -> list[CarbonWindowSensor]:
 def account_job(ti: Any, sensor: CarbonWindowSensor) -> dict[str, Any] | None:
     """Account the job ``ti`` that ``sensor`` released; push, log and measure the record; return it."""
     from airflow_provider_carbon.core.accounting import IntensitySource, account
+    from airflow_provider_carbon.listeners.energy import energy_figures
 
+    energy = energy_figures(ti, sensor)  # first: it stops the job's CodeCarbon tracker, if any
     decision = ti.xcom_pull(task_ids=sensor.task_id, key="carbon_decision")
     if not isinstance(decision, dict) or not decision.get("decided_at"):
         log.warning("carbon accounting: no decision of %s to account %s against", sensor.task_id, ti.task_id)
@@ -103,6 +105,9 @@ def account_job(ti: Any, sensor: CarbonWindowSensor) -> dict[str, Any] | None:
             ended.isoformat(),
         )
         return None
+    if energy is None:
+        log.warning("carbon accounting: no measured or declared energy for %s; not accounted", ti.task_id)
+        return None
     record = account(
         started_at=started,
         ended_at=ended,
@@ -110,8 +115,7 @@ def account_job(ti: Any, sensor: CarbonWindowSensor) -> dict[str, Any] | None:
         intensity_source=source,
         baseline_start=baseline,
         fallback_start=fallback_start,
-        power_kw=sensor.power_kw,
-        energy_kwh=sensor.energy_kwh,
+        **energy,
         pue=float(sensor.pue),
     )
     data = record.to_dict()

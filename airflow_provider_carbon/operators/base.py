@@ -308,7 +308,12 @@ class CarbonBaseOperator(BaseOperator):
 
     def record(self, context: Context, decision: Decision) -> dict[str, Any]:
         """Log the decision and push it to XCom under ``carbon_decision``; return it as JSON-ready dict."""
+        from airflow_provider_carbon.core.glance import headline
+
         data = decision.to_dict()
+        # the short line in the DAG's timezone first: a log view cuts long lines at the window's edge
+        dag = context.get("dag") if context else None
+        self.log.info("carbon plan: %s", headline(decision, getattr(dag, "timezone", None)))
         self.log.info("carbon decision: %s", decision.summary())
         ti = context.get("ti") if context else None
         if ti is not None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-from airflow_provider_carbon.listeners import accounting
+from airflow_provider_carbon.listeners import accounting, energy, glance
 from airflow_provider_carbon.operators.links import CARBON_VIEW_PREFIX
 
 __all__ = ["CarbonPlugin", "LazyCarbonApp"]
@@ -45,11 +45,12 @@ class LazyCarbonApp:
 
 
 class CarbonPlugin(AirflowPlugin):
-    """Carbon accounting of the jobs that carbon sensors release (a task-instance listener), and the Carbon page in
-    the Airflow UI: the navigation's "Carbon" entry and a "Carbon" tab on every task instance."""
+    """Carbon accounting of the jobs that carbon sensors release (a task-instance listener, with CodeCarbon's
+    measurement where asked for), the plan and its outcome in each run's note (a DAG-run listener), and the Carbon
+    page in the Airflow UI: the navigation's "Carbon" entry and a "Carbon" tab on every task instance."""
 
     name = "carbon"
-    listeners = [accounting]
+    listeners = [accounting, energy, glance]
     fastapi_apps = [{"app": LazyCarbonApp(), "url_prefix": URL_PREFIX, "name": "Carbon"}]
     external_views = [
         {

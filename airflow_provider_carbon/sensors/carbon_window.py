@@ -76,6 +76,10 @@ class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
         ``skip`` skips this task and so the job (the run stays green), ``fail`` fails it without retries
         (:class:`~airflow_provider_carbon.exceptions.CarbonBudgetExceeded`). The record's ``budget`` says what the
         check found; an unreadable ledger never stops the job.
+    :param measure_energy: measure each downstream job's energy with CodeCarbon in the job's own process (the
+        optional extra ``codecarbon``) and account that instead of ``power_kw`` / ``energy_kwh``; the intensity is
+        still the grid's at that hour, from the service. Without CodeCarbon, or if it fails, the declared figure is
+        used (if given) and the job is never failed.
 
     .. code-block:: python
 
@@ -110,6 +114,7 @@ class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
         energy_kwh: float | None = None,
         pue: float = 1.0,
         budget: Budget | dict[str, Any] | str | None = None,
+        measure_energy: bool = False,
         **kwargs: Any,
     ) -> None:
         self._timeout_given = kwargs.get("timeout") is not None
@@ -122,6 +127,7 @@ class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
         self.budget = budget
         #: the budget check of this execution, for the record (``None``: no budget, or not checked here)
         self._budget_check: dict[str, Any] | None = None
+        self.measure_energy = measure_energy
         self.recheck_interval = (
             recheck_interval.total_seconds() if isinstance(recheck_interval, timedelta) else float(recheck_interval)
         )
@@ -135,8 +141,8 @@ class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
 
     @property
     def accounts_energy(self) -> bool:
-        """Whether the jobs this sensor releases are carbon-accounted (it knows their power or energy)."""
-        return self.power_kw is not None or self.energy_kwh is not None
+        """Whether the jobs this sensor releases are carbon-accounted (it knows or measures their energy)."""
+        return self.power_kw is not None or self.energy_kwh is not None or self.measure_energy
 
     # -- planning -----------------------------------------------------------------------------------------------
 

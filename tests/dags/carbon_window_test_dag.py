@@ -3,6 +3,7 @@
 `carbon_window_test`: the sensor really defers (deferrable=True) and `airflow dags test` runs its trigger in line.
 `carbon_window_reschedule_test`: no deferral, reschedule mode: every poke is a fresh execution that re-plans.
 `carbon_budget_test`: a 1-kWh job under a carbon budget (limit and policy from params), starting at once.
+`carbon_window_measured_test`: the job's energy is measured by CodeCarbon (``measure_energy=True``) and accounted.
 The connection `grid` points at a local server in Electricity Maps format whose forecast is time-compressed
 (points seconds apart). Everything that varies per run comes in through params, rendered at run time.
 """
@@ -29,6 +30,7 @@ def carbon_window_dag(dag_id: str, **sensor_args: Any) -> None:
             "fallback": "now",
             "duration_s": 6,
             "max_delay_s": 40,
+            "work_s": 0,
             "budget_kg": 1.0,
             "budget_policy": "skip",
         },
@@ -47,6 +49,11 @@ def carbon_window_dag(dag_id: str, **sensor_args: Any) -> None:
 
         @task
         def work(decision: dict, params: dict | None = None) -> None:
+            import time
+
+            end = time.monotonic() + float(params["work_s"])
+            while time.monotonic() < end:  # busy: a job whose energy there is something to measure of
+                pass
             with open(params["out"], "w") as fh:
                 json.dump(decision, fh)
 
@@ -66,3 +73,6 @@ carbon_window_dag(
     retries=2,
     budget={"kg": "{{ params.budget_kg }}", "per": "day", "policy": "{{ params.budget_policy }}"},
 )
+
+# the job's energy measured by CodeCarbon in its own process (no declared power)
+carbon_window_dag("carbon_window_measured_test", deferrable=True, measure_energy=True)

@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -28,6 +30,7 @@ SPEED = 720  # one simulated hour per 5 real seconds
 SIM_MIDNIGHT = datetime(2025, 6, 2, tzinfo=timezone(timedelta(hours=2)))  # the demo's night: DE is best at 05:00
 ARTIFACTS = REPO_ROOT / "artifacts" / "e2e"
 NIGHTLY = "nightly_low_carbon_training"
+NIGHTLY_TZ = ZoneInfo("Europe/Berlin")  # the nightly DAG's timezone: its run notes show times there
 REGIONS = "greenest_region_batch"
 BUDGET = "carbon_budget_batch"
 
@@ -145,9 +148,62 @@ def start_stack(
             (logs / f"{name}.log").write_text(stack.log(name))
 
 
+class StatsdListener:
+    """A UDP socket of the test's own standing in for a StatsD server: every datagram Airflow's processes send,
+    parsed into ``(name, tags, value)`` gauges (Airflow's InfluxDB-style tags: ``name,tag=value,...:value|g``)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.5)
+        self.port = self.sock.getsockname()[1]
+        self.lines: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65535)
+            except TimeoutError:
+                continue
+            # the statsd client batches (a negative gauge is sent as "0|g" then the value, in one datagram)
+            self.lines.extend(data.decode(errors="replace").splitlines())
+
+    def gauges(self, name: str) -> list[tuple[dict[str, str], float]]:
+        found = []
+        for line in list(self.lines):
+            stat, _, rest = line.rpartition(":")
+            value, _, kind = rest.partition("|")
+            metric, *tags = stat.split(",")
+            if metric == name and kind == "g":
+                found.append((dict(tag.split("=", 1) for tag in tags), float(value)))
+        return found
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sock.close()
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, simulator):
-    yield from start_stack(tmp_path_factory.mktemp("airflow-home-e2e"), simulator)
+def statsd():
+    listener = StatsdListener()
+    yield listener
+    listener.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, simulator, statsd):
+    metrics = {  # Airflow's [metrics]: StatsD on (the statsd package is installed), tags in the InfluxDB style
+        "AIRFLOW__METRICS__STATSD_ON": "True",
+        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PORT": str(statsd.port),
+        "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+        "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True",
+    }
+    yield from start_stack(tmp_path_factory.mktemp("airflow-home-e2e"), simulator, metrics)
 
 
 def wait_until(check, timeout: float, what: str) -> None:
@@ -221,7 +277,7 @@ def trigger_logs(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) ->
     return sorted(folder.glob("*.log.trigger.*.log"))
 
 
-def test_nightly_dag_plans_waits_in_the_triggerer_and_reports(stack, simulator):
+def test_nightly_dag_plans_waits_in_the_triggerer_and_reports(stack, simulator, statsd):
     set_failure(simulator, "ok")
     started = night_starts_now(simulator)
     run = run_dag(stack, NIGHTLY, compressed_conf(started + timedelta(seconds=20)))
@@ -243,6 +299,41 @@ def test_nightly_dag_plans_waits_in_the_triggerer_and_reports(stack, simulator):
     assert "carbon trigger: releasing" in logs[-1].read_text()
     report = xcom(stack, NIGHTLY, run_id, "report", "return_value")
     assert report["planned_start"] == decision["planned_start"] and report["training"]["loss"] < 1
+    accounting = xcom(stack, NIGHTLY, run_id, "train_model", "carbon_accounting")
+    with pytest.raises(urllib.error.HTTPError):  # the report is not a job of the sensor's: not accounted
+        xcom(stack, NIGHTLY, run_id, "report", "carbon_accounting")
+    # at a glance: the run's note says when (in the DAG's timezone), why, and what the job emitted and saved
+    check_note(run, decision, [accounting])
+    planned = datetime.fromisoformat(decision["planned_start"]).astimezone(NIGHTLY_TZ)
+    assert run["note"].startswith(f"{planned:%H:%M} {planned:%Z} optimum, "), run["note"]
+    assert "FALLBACK" not in run["note"] and " CO2eq" in run["note"]
+    # the job's emissions and savings reached the StatsD listener, from the job's own process, tagged
+    tags = {"dag_id": NIGHTLY, "task_id": "train_model", "zone": "DE", "signal": accounting["signal"]}
+    for gauge, field in (
+        ("emissions_g", "emissions_g"),
+        ("saving_vs_start_g", "saving_vs_baseline_g"),
+        ("saving_vs_start_pct", "saving_vs_baseline_pct"),
+        ("saving_vs_fallback_g", "saving_vs_fallback_g"),
+        ("energy_kwh", "energy_kwh"),
+    ):
+        if accounting[field] is None:  # a counterfactual the data did not cover is not sent
+            continue
+
+        def received(name=f"airflow.carbon.{gauge}", expected=accounting[field]) -> bool:
+            return any(t == tags and v == pytest.approx(expected, rel=1e-9, abs=1e-12) for t, v in statsd.gauges(name))
+
+        wait_until(received, 15, f"StatsD gauge carbon.{gauge} = {accounting[field]} with tags {tags}")
+    assert accounting["emissions_g"] > 0 and accounting["saving_vs_baseline_g"] is not None
+
+
+def check_note(run: dict, decision: dict, accountings: list[dict]) -> None:
+    """The run's note (REST API v2) is the glance line of its decision and accounting, in the DAG's timezone."""
+    from airflow_provider_carbon.core.accounting import Accounting
+    from airflow_provider_carbon.core.decision import Decision
+    from airflow_provider_carbon.core.glance import run_note
+
+    records = [Accounting.from_dict(a) for a in accountings]
+    assert run["note"] == run_note([(Decision.from_dict(decision), records)], NIGHTLY_TZ)
 
 
 def test_nightly_dag_falls_back_when_the_api_is_down(stack, simulator):
@@ -259,6 +350,31 @@ def test_nightly_dag_falls_back_when_the_api_is_down(stack, simulator):
     assert decision["used_fallback"] is True and "ServiceUnavailableError" in decision["fallback_error"]
     assert datetime.fromisoformat(decision["planned_start"]) == fallback_at
     assert fallback_at <= datetime.fromisoformat(decision["released_at"]) <= fallback_at + timedelta(seconds=5)
+    # a fallback run no longer looks like an optimal one: its note starts with FALLBACK, the time and why (and,
+    # with the API down, neither history nor a forecast to account the job on: no outcome)
+    local = fallback_at.astimezone(NIGHTLY_TZ)
+    assert run["note"] == f"FALLBACK {local:%H:%M} {local:%Z}: API down (unavailable)"
+    check_note(run, decision, [])
+
+
+def test_a_note_someone_wrote_is_kept(stack, simulator):
+    set_failure(simulator, "down")
+    try:  # the API down and fallback "now": the sensor releases at once, a quick run
+        conf = {**compressed_conf(datetime.now(timezone.utc)), "fallback": "now"}
+        run = stack.request(
+            "POST", f"/api/v2/dags/{NIGHTLY}/dagRuns", {"logical_date": None, "conf": conf, "note": "mine"}
+        )
+        quoted = urllib.parse.quote(run["dag_run_id"], safe="")
+        wait_until(
+            lambda: stack.request("GET", f"/api/v2/dags/{NIGHTLY}/dagRuns/{quoted}")["state"] in ("success", "failed"),
+            120,
+            "the run with a note to finish",
+        )
+    finally:
+        set_failure(simulator, "ok")
+    run = stack.request("GET", f"/api/v2/dags/{NIGHTLY}/dagRuns/{quoted}")
+    assert run["state"] == "success" and run["note"] == "mine"
+    assert "already has a note by someone else" in stack.log("scheduler")
 
 
 REGION_TASKS = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -102,3 +103,24 @@ def test_reschedule_mode_releases_near_the_optimum(stack, httpserver, tmp_path):
         assert best.start - timedelta(seconds=1) <= released
         trips = [later - earlier for earlier, later in zip(pokes, [*pokes[1:], released], strict=True)]
         assert all(timedelta(seconds=2) <= trip <= timedelta(seconds=15) for trip in trips), trips
+
+
+def test_measured_energy_of_the_job_is_accounted(stack, httpserver, tmp_path):
+    """measure_energy=True: CodeCarbon (installed in the test environment, the extra `codecarbon`) measures the
+    job in its own process, and the accounting uses that energy with the grid's intensity from the service."""
+    # an optional extra: requirements-test.txt installs it; the floor job (Airflow 3.1) does not
+    pytest.importorskip("codecarbon", reason="the optional extra codecarbon is not installed")
+    start = datetime.now(timezone.utc).replace(microsecond=0)
+    grid = EmGrid(start - timedelta(minutes=1), [300] * 60, step=STEP)
+    dags_test(stack, grid, httpserver, tmp_path, dag_id="carbon_window_measured_test", work_s=2)
+    with sqlite3.connect(stack.home / "airflow.db") as db:
+        (value,) = db.execute(
+            "SELECT value FROM xcom WHERE dag_id = 'carbon_window_measured_test' AND key = 'carbon_accounting' "
+            "ORDER BY dag_run_id DESC LIMIT 1"
+        ).fetchone()
+    record = json.loads(value)
+    record = json.loads(record) if isinstance(record, str) else record
+    assert record["energy_source"] == "measured", record
+    # two busy seconds of one process: more than nothing, far less than a whole 1 kW machine would draw
+    assert 0 < record["energy_kwh"] < 1.0 * record["runtime_s"] / 3600
+    assert record["emissions_g"] == pytest.approx(record["energy_kwh"] * record["experienced_intensity"])
