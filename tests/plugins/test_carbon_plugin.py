@@ -31,7 +31,7 @@ def test_the_views_and_the_app_are_what_airflow_accepts():
     from airflow.api_fastapi.app import RESERVED_URL_PREFIXES
     from airflow.api_fastapi.core_api.datamodels.plugins import ExternalViewResponse
 
-    from airflow_provider_carbon.listeners import accounting
+    from airflow_provider_carbon.listeners import accounting, energy, glance
     from airflow_provider_carbon.plugins import CarbonPlugin
 
     views = [ExternalViewResponse.model_validate(view) for view in CarbonPlugin.external_views]
@@ -41,7 +41,7 @@ def test_the_views_and_the_app_are_what_airflow_accepts():
         assert placeholder in views[1].href
     (app,) = CarbonPlugin.fastapi_apps
     assert not any(app["url_prefix"].startswith(p) for p in RESERVED_URL_PREFIXES)
-    assert views[0].href.startswith(app["url_prefix"]) and CarbonPlugin.listeners == [accounting]
+    assert views[0].href.startswith(app["url_prefix"]) and CarbonPlugin.listeners == [accounting, energy, glance]
 
 
 @pytest.mark.parametrize("path", ["/", "/api/runs", "/dags/d/runs/r/tasks/t?map_index={MAP_INDEX}"])
