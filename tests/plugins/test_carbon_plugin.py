@@ -9,9 +9,13 @@ import sys
 
 import pytest
 
-# Starlette's notice about its test client's HTTP library, raised when Airflow's app module or the test client is
-# first imported (it wants httpx2, which Airflow's pins do not include)
-pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient` is deprecated")
+# Starlette's notices about its test client's libraries, raised when Airflow's app module or the test client is
+# first imported: it wants httpx2, which Airflow's pins do not include (3.3.2), and uses an anyio alias that the
+# floor's pins deprecate (3.1.8)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient` is deprecated"),
+    pytest.mark.filterwarnings("ignore:The anyio.abc.BlockingPortal alias is deprecated"),
+]
 
 
 def test_importing_the_plugin_loads_no_web_framework():
