@@ -4,9 +4,10 @@ same run.
 The records are real: 10,000 decisions made by :func:`~airflow_provider_carbon.core.decision.plan` on varied 10-hour
 forecasts at 15-minute steps (the record keeps the 40 values its plan used), each with the accounting record of its
 job, spread over a year and five DAGs: 20,000 XCom values, stored as the metadata database holds them (a JSON text).
-What is timed is everything the page does after its one query: decoding every value (``json.loads``, what Airflow's
-``XComModel.deserialize_value`` does), loading every decision through its own loader, pairing runs, totals per DAG
-and per month, the savings chart, and the HTML of the first page (50 rows).
+What is timed is everything the page does after its one query: decoding every value
+(:func:`~airflow_provider_carbon.core.report.decode_stored`: msgspec, which Airflow installs, instead of the
+``json.loads`` of Airflow's ``XComModel.deserialize_value``), loading every decision through its own loader, pairing
+runs, totals per DAG and per month, the savings chart, and the HTML of the first page (50 rows).
 
 The reference is the decoding alone (``json.loads`` of the same 20,000 texts), the floor any page built from these
 records pays; the ratio says how much the page costs on top of reading its data. The database query itself is not
@@ -24,7 +25,7 @@ from datetime import datetime, timedelta, timezone
 from airflow_provider_carbon.core.decision import PlanSpec, plan
 from airflow_provider_carbon.core.fallback import FallbackPolicy
 from airflow_provider_carbon.core.forecast import Forecast
-from airflow_provider_carbon.core.report import XComRecord, build_overview, render_overview
+from airflow_provider_carbon.core.report import XComRecord, build_overview, decode_stored, render_overview
 
 RUNS = 10_000
 #: the issue's target for the whole overview of 10,000 records
@@ -77,7 +78,7 @@ def stored_records(runs: int = RUNS, seed: int = 12) -> list[tuple[str, str, str
 
 
 def overview_page(rows: list[tuple[str, str, str, str, str]]) -> str:
-    records = [XComRecord(d, r, t, -1, k, json.loads(text)) for d, r, t, k, text in rows]
+    records = [XComRecord(d, r, t, -1, k, decode_stored(text)) for d, r, t, k, text in rows]
     return render_overview(build_overview(records), base="/carbon")
 
 

@@ -301,3 +301,18 @@ def test_every_job_a_sensor_released_is_a_row_and_drawn():
     assert render_task_view(sensor, base="").count('class="actual"') == 2
     job = build_task_view(recs, dag_id="n", run_id="r", task_id="report")
     assert [j.task_id for j in job.accountings] == ["report"] and job.decision_task_id == "wait"
+
+
+def test_stored_values_decode_like_airflows_decoder_and_refuse_what_only_it_can_read():
+    import json
+
+    from airflow_provider_carbon.core.report import decode_stored
+
+    record = {"zone": "DE", "expected_intensity": 293.5, "replans": [], "forecast": {"values": [1.0, 2.5]}}
+    assert decode_stored(json.dumps(record)) == record
+    assert decode_stored(json.dumps(record).encode()) == record
+    assert decode_stored(record) is record  # stored undecoded: the driver already made it a dict
+    # Airflow's serialized objects (a tuple, a dataclass) and text that is not JSON: the caller uses Airflow's own
+    assert decode_stored('{"__classname__": "builtins.tuple", "__version__": 1, "__data__": [1, 2]}') is None
+    assert decode_stored("{not json") is None
+    assert decode_stored(42) is None
