@@ -18,8 +18,6 @@ import json
 import math
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,18 +25,14 @@ import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from airflow_provider_carbon.simulator.process import SimulatorProcess
+
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".demo" / "airflow-home"
 SPEED = 720  # simulated seconds per real second: one simulated hour every 5 s
 ZONE = "DE"
 TOKEN = "demo-token"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def sim_hours(real: datetime, midnight_real: datetime) -> str:
@@ -51,40 +45,27 @@ def real_of(hours: float, midnight_real: datetime) -> datetime:
     return midnight_real + timedelta(hours=hours) / SPEED
 
 
-def start_simulator(port: int, midnight_real: datetime) -> subprocess.Popen:
-    sim_midnight = datetime(2025, 6, 2, tzinfo=timezone(timedelta(hours=2)))  # a June night in Berlin
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "airflow_provider_carbon.simulator",
-            "--port",
-            str(port),
-            "--speed",
-            str(SPEED),
-            "--sim-start",
-            sim_midnight.isoformat(),
-            "--real-start",
-            midnight_real.isoformat(),
-            "--token",
-            TOKEN,
-            "--zones",
-            "DE,FR,SE-SE3,PL,ES",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+def start_simulator(midnight_real: datetime) -> SimulatorProcess:
+    """The simulator on a free port, its clock compressed, simulated midnight of a June night in Berlin at
+    ``midnight_real``."""
+    sim_midnight = datetime(2025, 6, 2, tzinfo=timezone(timedelta(hours=2)))
+    return SimulatorProcess.start(
+        "--speed",
+        str(SPEED),
+        "--sim-start",
+        sim_midnight.isoformat(),
+        "--real-start",
+        midnight_real.isoformat(),
+        "--token",
+        TOKEN,
+        "--zones",
+        "DE,FR,SE-SE3,PL,ES",
     )
-    line = proc.stdout.readline() if proc.stdout else ""
-    if "ready" not in line:
-        raise SystemExit(f"simulator did not start: {line}")
-    return proc
 
 
-def fetch_forecast(port: int) -> list[tuple[datetime, float]]:
+def fetch_forecast(url: str) -> list[tuple[datetime, float]]:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/v3/carbon-intensity/forecast?zone={ZONE}&horizonHours=24",
+        f"{url}/v3/carbon-intensity/forecast?zone={ZONE}&horizonHours=24",
         headers={"auth-token": TOKEN},
     )
     with urllib.request.urlopen(request, timeout=5) as response:
@@ -189,24 +170,23 @@ def main() -> int:
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
 
     boot = measure_boot(env)
-    port = free_port()
     midnight_real = next_midnight(boot)
-    sim = start_simulator(port, midnight_real)
+    sim = start_simulator(midnight_real)
     try:
         env["AIRFLOW_CONN_ELECTRICITYMAPS_DEFAULT"] = json.dumps(
             {
                 "conn_type": "electricitymaps",
-                "host": f"http://127.0.0.1:{port}/v3",
+                "host": f"{sim.url}/v3",
                 "password": TOKEN,
                 "extra": {"zone": ZONE, "max_attempts": 2, "max_retry_wait": 2, "timeout": 3, "cache_ttl": 0},
             }
         )
         print(
-            f"simulator: http://127.0.0.1:{port} (one simulated hour = {3600 / SPEED:g} s; 00:00 = in "
+            f"simulator: {sim.url} (one simulated hour = {3600 / SPEED:g} s; 00:00 = in "
             f"{(midnight_real - datetime.now(timezone.utc)).total_seconds():.0f} s, when the sensor should run: "
             f"Airflow takes {boot.total_seconds():.0f} s to start here)"
         )
-        points = fetch_forecast(port)
+        points = fetch_forecast(sim.url)
         print_forecast(points, midnight_real)
         # the DAG's production values (2 h job, done by 08:00, fallback 02:00) on the simulator's clock
         conf = {
@@ -241,8 +221,7 @@ def main() -> int:
         )
         print_accounting(good, good["log"])
     finally:
-        os.killpg(sim.pid, signal.SIGTERM)
-        sim.wait(timeout=10)
+        sim.stop()
     print("\nthe carbon API is now down (simulator stopped) ...")
 
     midnight_real = next_midnight(boot)

@@ -31,6 +31,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from airflow_provider_carbon.simulator.process import SimulatorNotStarted, SimulatorProcess
+
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".stack" / "airflow-home"
 BIN = Path(sys.executable).parent
@@ -82,31 +84,6 @@ def prepare_database(env: dict[str, str], home: Path) -> None:
         db.execute("PRAGMA journal_mode=WAL")
 
 
-def start_simulator(port: int, speed: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "airflow_provider_carbon.simulator",
-            "--port",
-            str(port),
-            "--speed",
-            str(speed),
-            "--token",
-            SIMULATOR_TOKEN,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    line = proc.stdout.readline() if proc.stdout else ""
-    if "ready" not in line:
-        proc.kill()
-        raise SystemExit(f"the simulator did not start (port {port} taken?): {line.strip()}")
-    return proc, f"http://127.0.0.1:{port}"
-
-
 def healthy(base_url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{base_url}/api/v2/monitor/health", timeout=2) as response:
@@ -145,7 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     home = args.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     base_url = f"http://127.0.0.1:{args.port}"
-    simulator, simulator_url = start_simulator(args.simulator_port, args.speed)
+    try:
+        simulator = SimulatorProcess.start(
+            "--speed", str(args.speed), "--token", SIMULATOR_TOKEN, port=args.simulator_port
+        )
+    except SimulatorNotStarted as err:
+        raise SystemExit(f"{err} (port {args.simulator_port} taken? --simulator-port picks another)") from None
+    simulator_url = simulator.url
     env = stack_env(home, args.port, simulator_url)
     airflow: subprocess.Popen | None = None
     stopping = False
@@ -186,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         while not stopping:
             if airflow.poll() is not None:
                 raise SystemExit(f"airflow standalone exited ({airflow.returncode}); see {log_path}")
-            if simulator.poll() is not None:
+            if simulator.proc.poll() is not None:
                 raise SystemExit("the carbon simulator exited")
             time.sleep(0.5)
         print("\nstopping ...", flush=True)
@@ -194,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if airflow is not None:
             stop(airflow)
-        stop(simulator, grace=10)
+        simulator.stop()
         print("stopped.", flush=True)
 
 

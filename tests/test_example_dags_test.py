@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +16,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.airflow_stack import AirflowStack, free_port
+from airflow_provider_carbon.simulator.process import SimulatorProcess
+from tests.airflow_stack import AirflowStack
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -31,19 +31,8 @@ REGION_TASKS["PL"] = "run_in_poland"
 
 @pytest.fixture(scope="module")
 def simulator():
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_carbon.simulator", "--port", str(port), "--speed", str(SPEED)]
-        + ["--token", TOKEN, "--zones", ",".join(ZONES)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    assert "ready" in proc.stdout.readline()
-    yield f"http://127.0.0.1:{port}"
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=10)
+    with SimulatorProcess.start("--speed", str(SPEED), "--token", TOKEN, "--zones", ",".join(ZONES)) as sim:
+        yield sim.url
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ the REST API v2 and checked there; one test drives the Airflow UI in headless Ch
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +19,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.airflow_stack import AirflowStack, free_port
+from airflow_provider_carbon.simulator.process import SimulatorProcess
+from tests.airflow_stack import AirflowStack
 from tests.conftest import REPO_ROOT, require_or_skip
 
 pytestmark = pytest.mark.slow
@@ -48,31 +47,8 @@ def compressed_conf(fallback_at: datetime) -> dict:
 
 @pytest.fixture(scope="module")
 def simulator():
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "airflow_provider_carbon.simulator",
-            "--port",
-            str(port),
-            "--speed",
-            str(SPEED),
-            "--token",
-            "e2e-token",
-            "--zones",
-            "SE-SE3,FR,ES,DE,PL",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    assert "ready" in proc.stdout.readline()
-    url = f"http://127.0.0.1:{port}"
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=10)
+    with SimulatorProcess.start("--speed", str(SPEED), "--token", "e2e-token", "--zones", "SE-SE3,FR,ES,DE,PL") as sim:
+        yield sim.url
 
 
 def night_starts_now(url: str) -> datetime:
