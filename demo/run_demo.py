@@ -26,6 +26,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from airflow_provider_carbon.simulator.process import SimulatorProcess
+from airflow_provider_carbon.simulator.statsd import StatsdListener
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".demo" / "airflow-home"
@@ -156,8 +157,33 @@ def next_midnight(boot: timedelta) -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1 + lead)
 
 
+def print_metrics(metrics: StatsdListener) -> None:
+    """The carbon gauges the job's accounting sent through Airflow's metrics client (the last run's)."""
+    figures = []
+    for name in ("emissions_g", "saving_vs_start_g", "saving_vs_start_pct", "saving_vs_fallback_pct"):
+        gauges = metrics.gauges(f"airflow.carbon.{name}")
+        if gauges:
+            figures.append(f"carbon.{name}={gauges[-1][1]:.3g}")
+    print(f"  metrics received by StatsD (udp {metrics.port}): {', '.join(figures) or 'none'}")
+
+
+def write_carbon_page(env: dict[str, str]) -> None:
+    """The Carbon page of the demo's runs (the plugin's query and renderer), as a file: the demo has no UI."""
+    out = HOME / "carbon.html"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "demo" / "carbon_page.py"), str(out)], env=env, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        print(f"\nthe Carbon page could not be written: {result.stderr[-1500:]}")
+        return
+    rows = result.stdout.strip().splitlines()[-1]  # the script's own last line (Airflow may warn before it)
+    print(f"\nthe Carbon page of the demo's runs so far ({rows}): {out}")
+    print("  (open it in a browser; in Airflow's UI it is Carbon in the navigation, as in `make stack`)")
+
+
 def main() -> int:
     HOME.mkdir(parents=True, exist_ok=True)
+    metrics = StatsdListener()
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(HOME),
@@ -165,6 +191,12 @@ def main() -> int:
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{HOME / 'airflow.db'}",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        # Airflow's metrics to a StatsD stand-in of the demo's own (the statsd package is in the demo's virtualenv)
+        "AIRFLOW__METRICS__STATSD_ON": "True",
+        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PORT": str(metrics.port),
+        "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+        "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True",
     }
     print("preparing Airflow (SQLite metadata database in .demo/) ...", flush=True)
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
@@ -220,6 +252,7 @@ def main() -> int:
             f"re-plans while waiting: {good['replans']}"
         )
         print_accounting(good, good["log"])
+        print_metrics(metrics)
     finally:
         sim.stop()
     print("\nthe carbon API is now down (simulator stopped) ...")
@@ -239,6 +272,8 @@ def main() -> int:
         f"{sim_hours(datetime.fromisoformat(down['released_at']), midnight_real)}: {what}"
     )
     print_accounting(down, down["log"])
+    write_carbon_page(env)
+    metrics.close()
     print(f"\ndone. Logs and reports: {HOME}")
     return 0
 

@@ -5,10 +5,8 @@ the REST API v2 and checked there; one test drives the Airflow UI in headless Ch
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -20,6 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from airflow_provider_carbon.simulator.process import SimulatorProcess
+from airflow_provider_carbon.simulator.statsd import StatsdListener
 from tests.airflow_stack import AirflowStack
 from tests.conftest import REPO_ROOT, require_or_skip
 
@@ -122,45 +121,6 @@ def start_stack(
         logs.mkdir(parents=True, exist_ok=True)
         for name in stack.procs:
             (logs / f"{name}.log").write_text(stack.log(name))
-
-
-class StatsdListener:
-    """A UDP socket of the test's own standing in for a StatsD server: every datagram Airflow's processes send,
-    parsed into ``(name, tags, value)`` gauges (Airflow's InfluxDB-style tags: ``name,tag=value,...:value|g``)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.5)
-        self.port = self.sock.getsockname()[1]
-        self.lines: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._receive, daemon=True)
-        self._thread.start()
-
-    def _receive(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65535)
-            except TimeoutError:
-                continue
-            # the statsd client batches (a negative gauge is sent as "0|g" then the value, in one datagram)
-            self.lines.extend(data.decode(errors="replace").splitlines())
-
-    def gauges(self, name: str) -> list[tuple[dict[str, str], float]]:
-        found = []
-        for line in list(self.lines):
-            stat, _, rest = line.rpartition(":")
-            value, _, kind = rest.partition("|")
-            metric, *tags = stat.split(",")
-            if metric == name and kind == "g":
-                found.append((dict(tag.split("=", 1) for tag in tags), float(value)))
-        return found
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")
