@@ -15,7 +15,8 @@ def main(out: str) -> int:
     from airflow.utils.session import create_session
 
     from airflow_provider_carbon.core.report import build_overview, render_overview
-    from airflow_provider_carbon.plugins.carbon_view import URL_PREFIX, read_records
+    from airflow_provider_carbon.plugins import URL_PREFIX
+    from airflow_provider_carbon.plugins.records import read_records
 
     with create_session() as session:
         records = read_records(session, {"nightly_low_carbon_training"})

@@ -27,8 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.listeners import hookimpl
 
-from airflow_provider_carbon.listeners.accounting import ACCOUNTING_XCOM_KEY
-
 if TYPE_CHECKING:
     from datetime import tzinfo
 
@@ -109,26 +107,17 @@ def _write_detached(dag_run: Any) -> str | None:
 
 def note_for_run(dag_run: Any, session: Session) -> str | None:
     """The note for ``dag_run`` from its XComs, or ``None`` when it holds no carbon decision."""
-    from airflow.models.xcom import XComModel
-    from sqlalchemy import select
-
     from airflow_provider_carbon.core.accounting import Accounting
     from airflow_provider_carbon.core.decision import Decision
     from airflow_provider_carbon.core.glance import run_note
     from airflow_provider_carbon.operators.base import DECISION_XCOM_KEY
+    from airflow_provider_carbon.plugins.records import read_records
 
-    rows = session.execute(
-        select(XComModel.task_id, XComModel.map_index, XComModel.key, XComModel.value)
-        .where(
-            XComModel.dag_run_id == dag_run.id,
-            XComModel.key.in_((DECISION_XCOM_KEY, ACCOUNTING_XCOM_KEY)),
-        )
-        .order_by(XComModel.task_id, XComModel.map_index)
-    ).all()
+    records = read_records(session, {dag_run.dag_id}, run_id=dag_run.run_id)  # the Carbon page's query
     decisions: dict[tuple[str, int], Decision] = {}
     accountings: dict[str, list[Accounting]] = {}
-    for row in rows:
-        value = XComModel.deserialize_value(row)
+    for row in sorted(records, key=lambda r: (r.task_id, r.map_index)):
+        value = row.value
         if not isinstance(value, dict):  # a custom XCom backend's reference, or something not ours
             continue
         try:
