@@ -482,6 +482,21 @@ class CarbonIntensityHook(ConnectionFormMixin, BaseHook):
             return self._fetch_forecast(location, asked, step).to_dict()
 
         ttl = self._number("cache_ttl") if use_cache else 0
+        needed, defaulted = (horizon, True) if min_horizon is None else (min_horizon, False)
+
+        def stale(cached: dict[str, Any]) -> bool:
+            # A cached forecast younger than its TTL can still end too soon: against a compressed clock (the
+            # simulator at 720x ages it 12 h per real minute), or when a longer horizon shares its hour-rounded key.
+            # Fetching it again beats turning a good night into a short_forecast fallback.
+            try:
+                self._check_horizon(Forecast.from_dict(cached), needed, defaulted)
+            except (BadPayloadError, ValueError, KeyError, TypeError):
+                self.log.info(
+                    "%s: the cached forecast for %s ends too soon; asking the service", self.service, location.label
+                )
+                return True
+            return False
+
         clock = transport.Clock(current_deadline())
         try:
             payload = forecast_cache.get_or_fetch(
@@ -493,6 +508,7 @@ class CarbonIntensityHook(ConnectionFormMixin, BaseHook):
                     "%s: forecast for %s from the %s cache", self.service, location.label, layer
                 ),
                 wait=clock.left(),
+                stale=stale,
             )
         except TimeoutError:  # the cache's lock: another caller is fetching this forecast and did not finish in time
             raise ServiceUnavailableError(
@@ -502,7 +518,7 @@ class CarbonIntensityHook(ConnectionFormMixin, BaseHook):
                 zone=location.label,
             ) from None
         forecast = Forecast.from_dict(payload)
-        self._check_horizon(forecast, horizon if min_horizon is None else min_horizon, min_horizon is None)
+        self._check_horizon(forecast, needed, defaulted)
         return forecast
 
     @public_call

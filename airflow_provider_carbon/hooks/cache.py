@@ -55,6 +55,7 @@ class ForecastCache:
         cache_dir: str | os.PathLike[str] | None = None,
         on_hit: Callable[[str], None] | None = None,
         wait: float | None = None,
+        stale: Callable[[Any], bool] | None = None,
     ) -> Any:
         """Return the cached payload for ``key`` or call ``fetch()`` once to fill it.
 
@@ -65,6 +66,9 @@ class ForecastCache:
         :param on_hit: called with ``"memory"`` or ``"file"`` when a cached payload is served (for logging).
         :param wait: seconds to wait at most for another caller's fetch of the same key (a caller with a deadline);
             ``None`` waits as long as that takes.
+        :param stale: a cached payload for which this returns ``True`` is fetched again although its TTL has not
+            run out (a forecast that no longer reaches far enough ahead). It is asked under the key's lock, so callers
+            that waited for another's refetch judge the new payload and fetch no second time.
         :raises TimeoutError: if the other caller's fetch did not end within ``wait``.
         """
         if ttl <= 0:
@@ -78,14 +82,14 @@ class ForecastCache:
             # Entries carry when they were fetched, not when they expire: each caller judges freshness by its own
             # TTL, and a payload read from the file cache keeps its age instead of starting a new TTL.
             entry = self._entries.get(key)
-            if entry is not None and _fresh(entry[0], ttl):
+            if entry is not None and _fresh(entry[0], ttl) and not (stale and stale(entry[1])):
                 if on_hit:
                     on_hit("memory")
                 return entry[1]
             if cache_dir is None:
                 fetched_at, payload = time.time(), fetch()
             else:
-                fetched_at, payload = self._through_file(key, fetch, ttl, Path(cache_dir), on_hit, ends)
+                fetched_at, payload = self._through_file(key, fetch, ttl, Path(cache_dir), on_hit, ends, stale)
             self._entries[key] = (fetched_at, payload)
             return payload
         finally:
@@ -99,13 +103,14 @@ class ForecastCache:
         directory: Path,
         on_hit: Callable[[str], None] | None,
         ends: float | None,
+        stale: Callable[[Any], bool] | None,
     ) -> tuple[float, Any]:
         directory.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256(key.encode()).hexdigest()[:32]
         path = directory / f"{name}.json"
         with _file_lock(directory / f"{name}.lock", ends):
             cached = _read_fresh(path, key, ttl)
-            if cached is not None:
+            if cached is not None and not (stale and stale(cached[1])):
                 if on_hit:
                     on_hit("file")
                 return cached

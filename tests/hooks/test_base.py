@@ -168,6 +168,49 @@ class TestCache:
             ElectricityMapsHook("em_age", cache_ttl=60).get_forecast()
         assert len(requests_to(httpserver, PATH)) == 3
 
+    def test_a_cached_forecast_that_ends_too_soon_is_fetched_again(self, httpserver, connection, tmp_path):
+        """A forecast still within its TTL but no longer covering what the caller needs (what a compressed clock
+        does to a 15-min-old forecast: the simulator at 720x ages it 180 h) is fetched again, once for all the
+        callers waiting on it, in memory and through the file layer; before, the run fell back on short_forecast."""
+        connection(
+            "em_stale",
+            "electricitymaps",
+            httpserver.url_for("/v3"),
+            password=TOKEN,
+            extra={"zone": "DE", "cache_dir": str(tmp_path), "cache_ttl": 4 * 3600},
+        )
+        # three hourly points from the current hour: two hours ahead at most, as a short forecast would be
+        httpserver.expect_request(PATH).respond_with_handler(
+            lambda request: Response(json.dumps(em_forecast("DE", [300] * 3)), content_type="application/json")
+        )
+        from airflow_provider_carbon.hooks.cache import forecast_cache
+
+        with time_machine.travel(datetime.now(timezone.utc).replace(minute=5), tick=False) as clock:
+            first = ElectricityMapsHook("em_stale").get_forecast(horizon=H2, min_horizon=timedelta(hours=1))
+            clock.shift(timedelta(minutes=30))  # covers 2h25 still: served from the cache
+            ElectricityMapsHook("em_stale").get_forecast(horizon=H2, min_horizon=timedelta(hours=1))
+            assert len(requests_to(httpserver, PATH)) == 1
+            clock.shift(timedelta(minutes=90))  # covers 55 min now, while 1 h is needed: asked again
+            results = []
+            threads = [
+                threading.Thread(
+                    target=lambda: results.append(
+                        ElectricityMapsHook("em_stale").get_forecast(horizon=H2, min_horizon=timedelta(hours=1))
+                    )
+                )
+                for _ in range(4)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert len(results) == 4 and len(requests_to(httpserver, PATH)) == 2
+            assert all(r.start > first.start for r in results)
+            forecast_cache.clear()  # another process: the file layer judges the entry the same way
+            clock.shift(timedelta(minutes=120))
+            ElectricityMapsHook("em_stale").get_forecast(horizon=H2, min_horizon=timedelta(hours=1))
+        assert len(requests_to(httpserver, PATH)) == 3
+
     def test_file_cache_never_stores_a_failure(self, httpserver, connection, tmp_path):
         connection(
             "em_files",
