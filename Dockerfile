@@ -7,10 +7,13 @@
 # SQLAlchemy 2.1, pandas 3); forcing it here would replace packages the image's FAB auth manager was built with.
 ARG AIRFLOW_VERSION=3.3.2
 ARG PYTHON_VERSION=3.11
-FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}
+# What the image builds on: the official image. tests/compose builds a stand-in of it where no registry is reachable
+# (make compose-test) and passes it here; anything else should keep the default.
+ARG AIRFLOW_BASE_IMAGE=apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}
+FROM ${AIRFLOW_BASE_IMAGE}
 ARG AIRFLOW_VERSION
 
-COPY --chown=airflow:0 pyproject.toml README.md /opt/airflow-provider-carbon/
+COPY --chown=airflow:0 pyproject.toml README.md LICENSE /opt/airflow-provider-carbon/
 COPY --chown=airflow:0 airflow_provider_carbon /opt/airflow-provider-carbon/airflow_provider_carbon
 RUN pip freeze > /tmp/image-constraints.txt \
     && pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "/opt/airflow-provider-carbon" \
