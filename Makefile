@@ -27,7 +27,8 @@ FLOOR_FROM_WHEEL := PYTHONSAFEPATH=1 CARBON_TESTS_FROM_WHEEL=1 PIP_CONSTRAINT=$(
 # pip's own notice about newer releases is noise on machines without internet
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install test test-fast test-floor fuzz lint format bench demo stack constraints constraints-floor clean
+.PHONY: install test test-fast test-floor compose-test fuzz lint format bench demo stack constraints constraints-floor \
+    constraints-image clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +45,12 @@ test: install
 ## pure and in-process tests only (skips tests marked slow)
 test-fast: install
 	$(PY) -m pytest -m "not slow"
+
+## docker-compose.yaml under a real Docker engine (tests/compose): stand-in images built without a registry, `docker
+## compose up --build --wait`, the example DAGs through the stack's REST API, a triggerer restart, `down -v`. Needs a
+## running engine and, to build the stand-ins, root and debootstrap; `make test` runs it too (skipped without them)
+compose-test: install
+	$(PY) -m pytest -m compose tests/compose
 
 ## property-based fuzzing of every response parser and fetcher, 5000 examples per hook (the normal suite runs 200);
 ## CARBON_FUZZ_EXAMPLES=... to change
@@ -115,8 +122,24 @@ constraints-floor:
 	mv $(FLOOR_CONSTRAINTS).new $(FLOOR_CONSTRAINTS)
 	rm -rf .venv-constraints-floor
 
+## re-resolve the stand-in Airflow image's pins (tests/compose/constraints-image.txt): apache-airflow 3.3.2 with the
+## extras the compose stack uses and the provider's dependencies, within constraints.txt (the set the suite tests)
+## except python-dateutil, which FAB caps below 3 (needs the registry)
+constraints-image:
+	rm -rf .venv-constraints-image
+	$(PYTHON) -m venv .venv-constraints-image
+	PIP_CONSTRAINT= .venv-constraints-image/bin/pip install --quiet pip==26.3
+	grep -v '^python-dateutil==' constraints.txt > .venv-constraints-image/base.txt
+	PIP_CONSTRAINT= .venv-constraints-image/bin/pip install --quiet -c .venv-constraints-image/base.txt \
+	    "apache-airflow[celery,postgres,fab]==3.3.2" apache-airflow-providers-standard numpy pandas requests tenacity \
+	    async-timeout
+	{ sed -n '1,5p' tests/compose/constraints-image.txt; .venv-constraints-image/bin/pip freeze; \
+	  grep '^flit_core==' constraints.txt; } > tests/compose/constraints-image.txt.new
+	mv tests/compose/constraints-image.txt.new tests/compose/constraints-image.txt
+	rm -rf .venv-constraints-image
+
 clean:
-	rm -rf $(VENV) $(FLOOR_VENV) $(FLOOR_DIST) .stack .demo .pytest_cache .hypothesis build dist *.egg-info
+	rm -rf $(VENV) $(FLOOR_VENV) $(FLOOR_DIST) .stack .demo .cache .pytest_cache .hypothesis build dist *.egg-info
 
 ## the nightly DAG in real Airflow against the offline simulator: optimised plan, then the 02:00 fallback
 demo: install
