@@ -47,11 +47,17 @@ class SimulatorProcess:
         )
         line = proc.stdout.readline() if proc.stdout else ""
         if "ready on " not in line:
-            try:  # what else it says (argparse's error comes after its usage lines), as it exits
-                rest = proc.communicate(timeout=10)[0]
+            # what else it says (argparse's error comes after its usage lines), as it exits. Read through the same
+            # buffered stream as readline: communicate() with a timeout reads the raw pipe and would lose what
+            # readline already buffered (the error line, when the whole usage arrived in one write)
+            try:
+                proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                rest = proc.communicate()[0]
+                proc.wait()
+            rest = proc.stdout.read() if proc.stdout else ""
+            if proc.stdout:
+                proc.stdout.close()
             raise SimulatorNotStarted(f"the carbon simulator did not start: {(line + rest).strip()[:2000]}")
         return cls(proc, line.split("ready on ", 1)[1].split()[0])
 
