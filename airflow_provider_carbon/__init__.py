@@ -16,11 +16,13 @@ if TYPE_CHECKING:
     from airflow_provider_carbon.core.decision import Decision, FallbackReason, ReleaseReason, StartReason
     from airflow_provider_carbon.core.fallback import FallbackPolicy, next_local_time
     from airflow_provider_carbon.core.forecast import Forecast, Signal
+    from airflow_provider_carbon.core.history import HistoryForecast, forecast_from_history
     from airflow_provider_carbon.core.windows import Window, find_best_window, rank_windows
     from airflow_provider_carbon.exceptions import (
         CarbonError,
         DeadlineTooTightError,
         ForecastCoverageError,
+        InsufficientHistoryError,
         InvalidForecastError,
         WindowError,
     )
@@ -30,6 +32,7 @@ _LAZY = {
     "CarbonError": "airflow_provider_carbon.exceptions",
     "DeadlineTooTightError": "airflow_provider_carbon.exceptions",
     "ForecastCoverageError": "airflow_provider_carbon.exceptions",
+    "InsufficientHistoryError": "airflow_provider_carbon.exceptions",
     "InvalidForecastError": "airflow_provider_carbon.exceptions",
     "WindowError": "airflow_provider_carbon.exceptions",
     "Decision": "airflow_provider_carbon.core.decision",
@@ -40,6 +43,8 @@ _LAZY = {
     "next_local_time": "airflow_provider_carbon.core.fallback",
     "Forecast": "airflow_provider_carbon.core.forecast",
     "Signal": "airflow_provider_carbon.core.forecast",
+    "HistoryForecast": "airflow_provider_carbon.core.history",
+    "forecast_from_history": "airflow_provider_carbon.core.history",
     "Window": "airflow_provider_carbon.core.windows",
     "find_best_window": "airflow_provider_carbon.core.windows",
     "rank_windows": "airflow_provider_carbon.core.windows",

@@ -25,6 +25,7 @@ __all__ = [
     "CarbonError",
     "DeadlineTooTightError",
     "ForecastCoverageError",
+    "InsufficientHistoryError",
     "InvalidForecastError",
     "InvalidRequestError",
     "NotEntitledError",
@@ -141,6 +142,27 @@ class DeadlineTooTightError(WindowError):
         super().__init__(
             f"a {duration} job cannot start at or after {earliest.isoformat()}: the deadline requires it to start "
             f"by {latest_start.isoformat()}"
+        )
+
+
+class InsufficientHistoryError(CarbonError, ValueError):
+    """Too little observed history before the start to build a forecast from it (the sensor falls back then).
+
+    :param zone: the grid zone, if known.
+    :param days_available: how many days' worth of observations there were before the start.
+    :param days_needed: how many the model needs at least.
+    :param detail: what is missing, in words.
+    """
+
+    def __init__(self, detail: str, *, zone: str | None, days_available: float, days_needed: float) -> None:
+        self.detail = detail
+        self.zone = zone
+        self.days_available = days_available
+        self.days_needed = days_needed
+        where = f" for zone {zone}" if zone else ""
+        super().__init__(
+            f"not enough history{where} to forecast from: {detail} ({days_available:.1f} days of observations, "
+            f"at least {days_needed:g} needed)"
         )
 
 

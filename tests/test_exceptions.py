@@ -37,6 +37,9 @@ EXAMPLES = {
     "RedirectError": lambda: exceptions.RedirectError(
         "redirected", location="http://127.0.0.2:8080/v3", **{**API, "status": 302}
     ),
+    "InsufficientHistoryError": lambda: exceptions.InsufficientHistoryError(
+        "30 observations at a 1:00:00 step", zone="DE", days_available=1.25, days_needed=2
+    ),
     "CarbonBudgetExceeded": lambda: exceptions.CarbonBudgetExceeded(
         scope="dag:nightly", period="month", period_start=T, used_kg=5.2, limit_kg=5.0
     ),
