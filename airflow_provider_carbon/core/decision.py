@@ -243,6 +243,16 @@ class Decision:
     forecast_generated_at: datetime | None = field(
         default=None, metadata=_doc("when the service made the forecast, if it says (UTC)")
     )
+    forecast_source: str | None = field(
+        default=None,
+        metadata=_doc(
+            "what the plan's forecast was: ``service`` (the service's own) or ``history-model`` "
+            "(``forecast_from_history`` on the service's observed history, e.g. a plan without forecasts)"
+        ),
+    )
+    history_days: int | None = field(
+        default=None, metadata=_doc("with ``history-model``: how many days of history the forecast averaged")
+    )
     used_fallback: bool = field(default=False, metadata=_doc("``true`` when no usable forecast chose the start"))
     fallback_reason: FallbackReason | None = field(
         default=None,
@@ -540,13 +550,17 @@ def _forecast_meta(spec: PlanSpec, forecast: Forecast | None) -> dict[str, Any]:
     # the zone asked for stays in the record when no forecast came (the link and the UI need it)
     if forecast is None:
         return {"zone": spec.zone}
+    # a forecast made from history says so, and names the service the history came from as the record's source
+    model = getattr(forecast, "model", None) or {}
     return {
         "forecast": _used_part(spec, forecast),
         "zone": forecast.zone or spec.zone,
-        "source": forecast.source,
+        "source": model.get("history_source", forecast.source) if model else forecast.source,
         "signal": forecast.signal.value,
         "unit": forecast.unit,
         "forecast_generated_at": forecast.generated_at,
+        "forecast_source": forecast.source if model else "service",
+        "history_days": model.get("days"),
     }
 
 

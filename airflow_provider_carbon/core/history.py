@@ -51,9 +51,10 @@ DECAY_HOURS = 12.0
 class HistoryForecast(Forecast):
     """A :class:`Forecast` made by :func:`forecast_from_history`, with what the model used in :attr:`model`.
 
-    :ivar model: ``{"name", "days", "fit_days", "step_s", "level_offset", "observations"}``: the model's name, how
-        many days of history it averaged, how many it fitted the level on, the step, the deviation of the last
-        hours it carried forward (gCO2eq/kWh) and how many observed values it used.
+    :ivar model: ``{"name", "days", "fit_days", "step_s", "level_offset", "observations", "history_source"}``: the
+        model's name, how many days of history it averaged, how many it fitted the level on, the step, the deviation
+        of the last hours it carried forward (gCO2eq/kWh), how many observed values it used, and the ``source`` of
+        the history (the service it came from).
     """
 
     __slots__ = ("model",)
@@ -61,13 +62,13 @@ class HistoryForecast(Forecast):
     model: dict[str, Any]
 
 
-def _regular(history: Forecast | pd.Series, start_us: int) -> tuple[np.ndarray, int, str | None, Any]:
-    """The history before ``start`` as (values on a regular grid ending at start, step in us, zone, signal);
+def _regular(history: Forecast | pd.Series, start_us: int) -> tuple[np.ndarray, int, str | None, Any, str | None]:
+    """The history before ``start`` as (values on a regular grid ending at start, step in us, zone, signal, source);
     missing steps are NaN."""
     if isinstance(history, Forecast):
         stamps = np.asarray(history.offsets_us[:-1], dtype=np.float64) + to_utc_us(history.start)
         values = np.asarray(history.values, dtype=np.float64)
-        zone, signal = history.zone, history.signal
+        zone, signal, source = history.zone, history.signal, history.source
     else:
         # validates: tz-aware index, finite, non-negative; a missing value is a gap like a missing timestamp
         built = Forecast.from_series(history.dropna().sort_index(), max_gap=None)
@@ -86,7 +87,7 @@ def _regular(history: Forecast | pd.Series, start_us: int) -> tuple[np.ndarray, 
     span = int(back.max())
     grid = np.full(span, np.nan)
     grid[span - back] = values
-    return grid, step, zone, signal
+    return grid, step, zone, signal, source
 
 
 def _profile(days_matrix: np.ndarray) -> np.ndarray:
@@ -172,7 +173,7 @@ def forecast_from_history(
     horizon_us = int(horizon / timedelta(microseconds=1))
     if horizon_us <= 0:
         raise ValueError("the horizon must be positive")
-    grid, step, zone, signal = _regular(history, start_us)
+    grid, step, zone, signal, history_source = _regular(history, start_us)
     per_day = DAY_US // step
     observed = int(np.count_nonzero(~np.isnan(grid)))
     available = observed / per_day
@@ -246,5 +247,6 @@ def forecast_from_history(
         "step_s": step / 1e6,
         "level_offset": round(offset, 3),
         "observations": observed,
+        "history_source": history_source,
     }
     return forecast

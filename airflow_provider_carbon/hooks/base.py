@@ -532,16 +532,47 @@ class CarbonIntensityHook(ConnectionFormMixin, BaseHook):
         lon: float | None = None,
         granularity: timedelta | None = None,
         deadline: datetime | None = None,
+        use_cache: bool = False,
     ) -> Forecast:
-        """Measured (or best-known) intensities over ``[start, end)``, for carbon accounting.
+        """Measured (or best-known) intensities over ``[start, end)``, for carbon accounting and for a forecast
+        from history.
 
         :param deadline: a tz-aware instant by which the call has ended, every chunk of a long range and the retries
             included; then it raises :class:`~airflow_provider_carbon.exceptions.ServiceUnavailableError`.
+        :param use_cache: serve the same range from the forecast cache (``cache_ttl``, ``cache_dir``): weeks of
+            history for a forecast are several requests, and every sensor of a zone asks for the same ones within
+            the hour. Accounting asks for its job's own window and leaves it off.
         :raises ValueError: if the range is empty or naive.
         """
         if start.tzinfo is None or end.tzinfo is None or not start < end:
             raise ValueError("history needs a tz-aware start before a tz-aware end")
-        return self._fetch_history(self.resolve_location(zone, lat, lon), start, end, granularity)
+        location = self.resolve_location(zone, lat, lon)
+        if not use_cache:
+            return self._fetch_history(location, start, end, granularity)
+        key = "|".join(
+            str(p)
+            for p in ("history", self.service, self.base_url, location.label, granularity, start.isoformat(),
+                      end.isoformat(), *self.cache_key_extras())
+        )  # fmt: skip
+        clock = transport.Clock(current_deadline())
+        try:
+            payload = forecast_cache.get_or_fetch(
+                key,
+                lambda: self._fetch_history(location, start, end, granularity).to_dict(),
+                ttl=self._number("cache_ttl"),
+                cache_dir=self.setting("cache_dir"),
+                on_hit=lambda layer: self.log.info(
+                    "%s: history for %s from the %s cache", self.service, location.label, layer
+                ),
+                wait=clock.left(),
+            )
+        except TimeoutError:
+            raise ServiceUnavailableError(
+                f"another caller's fetch of the same history did not end before the deadline {clock.deadline}",
+                service=self.service,
+                zone=location.label,
+            ) from None
+        return Forecast.from_dict(payload)
 
     def test_connection(self) -> tuple[bool, str]:
         """Check credentials and reachability with one cheap call; never raises."""

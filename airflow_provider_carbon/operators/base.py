@@ -53,6 +53,10 @@ DEFAULT_CONN_ID = "electricitymaps_default"
 DEFAULT_MAX_DELAY = timedelta(hours=24)
 #: seconds before its deadline a forecast request is given up, to plan and record in time
 FETCH_MARGIN_S = 0.5
+#: forecast_mode values of the planning operators
+FORECAST_MODES = ("auto", "forecast", "history")
+#: how much history a forecast from history asks for: the model's 14 profile days and 28 fitting days, and one more
+HISTORY_SPAN = timedelta(days=43)
 
 
 def utcnow() -> datetime:
@@ -343,6 +347,11 @@ class CarbonPlanningBase(CarbonBaseOperator):
     :param fallback_timezone: IANA timezone of the fallback time (templated); default: the DAG's timezone.
     :param threshold: start as soon as the forecast intensity is at or below this, in gCO2eq/kWh (templated).
     :param min_saving_pct: start now unless waiting saves at least this many percent (templated).
+    :param forecast_mode: where the plan's forecast comes from: ``"auto"`` (default) the service's forecast, and
+        when the service refuses forecasts for the token's plan (``NotEntitledError``, e.g. Electricity Maps' free
+        tier) a forecast made from its observed history (:func:`~airflow_provider_carbon.forecast_from_history`);
+        ``"forecast"`` the service's forecast only; ``"history"`` always from history. The decision record says
+        which (``forecast_source``) and how many days of history it used (``history_days``).
     """
 
     planning_template_fields: ClassVar[Sequence[str]] = (
@@ -368,9 +377,13 @@ class CarbonPlanningBase(CarbonBaseOperator):
         fallback_timezone: str | None = None,
         threshold: float | None = None,
         min_saving_pct: float | None = None,
+        forecast_mode: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(expected_duration=expected_duration, **kwargs)
+        if forecast_mode not in FORECAST_MODES:  # a constant, checked as the DAG is parsed: a typo fails at once
+            raise ValueError(f"forecast_mode={forecast_mode!r}: use one of {', '.join(FORECAST_MODES)}")
+        self.forecast_mode = forecast_mode
         self.zone = zone
         self.lat = lat
         self.lon = lon
@@ -412,7 +425,7 @@ class CarbonPlanningBase(CarbonBaseOperator):
         hook's per-call ``deadline`` bounds every attempt, back-off wait, connect and body, so no thread is left
         behind and the hook is not changed.
         """
-        from airflow_provider_carbon.exceptions import ServiceUnavailableError
+        from airflow_provider_carbon.exceptions import NotEntitledError, ServiceUnavailableError
 
         until = min(until or spec.latest_start, spec.latest_start)
         budget = (until - now).total_seconds()
@@ -422,17 +435,53 @@ class CarbonPlanningBase(CarbonBaseOperator):
             return None, ServiceUnavailableError(
                 f"no time left to ask before {until.isoformat()}", service=hook.service, zone=spec.zone
             )
+        deadline = now + timedelta(seconds=budget)
+        if self.forecast_mode == "history":
+            return self.forecast_from_history(hook, spec, now, deadline)
         try:
             forecast = hook.get_forecast(
-                self.zone,
-                lat=self.lat,
-                lon=self.lon,
-                **spec.forecast_request(now),
-                deadline=now + timedelta(seconds=budget),
+                self.zone, lat=self.lat, lon=self.lon, **spec.forecast_request(now), deadline=deadline
             )
         except Exception as err:  # carbon data must never break the pipeline: the fallback policy decides
             self.log.warning("carbon forecast unavailable (%s): %s", type(err).__name__, err)
+            if self.forecast_mode == "auto" and isinstance(err, NotEntitledError):
+                self.log.info("the token's plan has no forecasts: planning from the service's observed history")
+                forecast, _ = self.forecast_from_history(hook, spec, utcnow(), deadline)
+                # without history either, the record keeps why there was no forecast in the first place
+                return (forecast, None) if forecast is not None else (None, err)
             return None, err
+        return forecast, None
+
+    def forecast_from_history(
+        self, hook: CarbonIntensityHook, spec: PlanSpec, now: datetime, deadline: datetime
+    ) -> tuple[Forecast | None, BaseException | None]:
+        """A forecast made from the last weeks the service observed (cached), from the current hour to the deadline
+        plus the job; or the error that stands in for it (never raises)."""
+        from airflow_provider_carbon.core.history import forecast_from_history
+
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        try:
+            history = hook.get_history(
+                self.zone,
+                lat=self.lat,
+                lon=self.lon,
+                start=hour - HISTORY_SPAN,
+                end=hour,
+                deadline=deadline,
+                use_cache=True,
+            )
+            horizon = spec.forecast_request(now)["horizon"] + (now - hour)
+            forecast = forecast_from_history(history, start=hour, horizon=horizon)
+        except Exception as err:  # as for a forecast: no history is a fallback, never a broken pipeline
+            self.log.warning("carbon forecast from history unavailable (%s): %s", type(err).__name__, err)
+            return None, err
+        self.log.info(
+            "carbon forecast from history: %s days of %s observations (%s), %d values",
+            forecast.model["days"],
+            hook.service,
+            forecast.model["name"],
+            len(forecast),
+        )
         return forecast, None
 
     def decide(

@@ -184,6 +184,10 @@ class CarbonWindowTrigger(BaseTrigger):
             await _sleep(min(max((wake - now).total_seconds(), 0.0), MAX_SLEEP))
 
     async def _recheck(self, spec: PlanSpec, decision: Decision, now: datetime) -> Decision:
+        if decision.forecast_source == "history-model":
+            # planned from history: the service has no forecast to re-check against (it refused one, or the task
+            # asked for history), and the history of a few hours later moves the profile by little
+            return decision
         # bounded by the planned start too: a slow API must not delay a release that is due
         until = min(decision.planned_start, spec.latest_start)
         forecast, error = await self._forecast(spec, now, until, use_cache=True)
