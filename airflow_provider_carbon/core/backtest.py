@@ -35,8 +35,8 @@ __all__ = ["BacktestResult", "DayResult", "PolicySummary", "backtest", "parse_fo
 
 POLICIES = ("release", "fixed", "provider", "perfect")
 FORECAST_MODES = ("perfect", "persistence", "history", "noisy:<sigma>")
-#: how far back the history mode reads: the model's 14 profile days, its 28 fitting days and a margin
-HISTORY_WINDOW = timedelta(days=45)
+#: how far back the history mode reads: the model's 56 days of weekday/weekend comparison and a margin
+HISTORY_WINDOW = timedelta(days=58)
 
 
 def parse_forecast_mode(mode: str) -> tuple[str, float]:

@@ -55,8 +55,9 @@ DEFAULT_MAX_DELAY = timedelta(hours=24)
 FETCH_MARGIN_S = 0.5
 #: forecast_mode values of the planning operators
 FORECAST_MODES = ("auto", "forecast", "history")
-#: how much history a forecast from history asks for: the model's 14 profile days and 28 fitting days, and one more
-HISTORY_SPAN = timedelta(days=43)
+#: how much history a forecast from history asks for: the model's 56 days of weekday/weekend comparison (its 14
+#: profile days and 28 fitting days lie within them), and one more
+HISTORY_SPAN = timedelta(days=57)
 
 
 def utcnow() -> datetime:

@@ -133,3 +133,19 @@ def test_any_history_of_two_days_or_more_gives_a_valid_forecast(days, drop, hori
         return
     assert len(fc) == horizon_h and fc.start == start
     assert np.all(np.isfinite(fc.values)) and np.all(fc.values >= 0) and fc.values.max() < 1000
+
+
+def test_a_weekend_is_forecast_from_weekends():
+    """Weekdays peak at noon, weekends are flat: the forecast for a Saturday is the weekend's shape, not the
+    weekday's (the 14-day profile alone would be five sevenths weekday)."""
+    index = pd.date_range(datetime(2025, 1, 6, tzinfo=timezone.utc), periods=24 * 63, freq="h")  # Monday, 9 weeks
+    weekend = index.day_of_week >= 5
+    values = np.where(weekend, 300.0, 300.0 + 200.0 * np.exp(-(((index.hour - 12) / 3.0) ** 2)))
+    history = pd.Series(values, index=index)
+    saturday = datetime(2025, 3, 8, tzinfo=timezone.utc)  # eight weeks and five weekdays in
+    fc = forecast_from_history(history[history.index < saturday], start=saturday, horizon=timedelta(hours=24))
+    noon = fc.value_at(saturday + timedelta(hours=12))
+    assert abs(noon - 300.0) < 30, noon  # weekday noon is 500
+    monday = datetime(2025, 3, 3, tzinfo=timezone.utc)
+    fc = forecast_from_history(history[history.index < monday], start=monday, horizon=timedelta(hours=24))
+    assert abs(fc.value_at(monday + timedelta(hours=12)) - 500.0) < 30
