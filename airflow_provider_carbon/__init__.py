@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from airflow_provider_carbon.core.fallback import FallbackPolicy, next_local_time
     from airflow_provider_carbon.core.forecast import Forecast, Signal
     from airflow_provider_carbon.core.history import HistoryForecast, forecast_from_history
+    from airflow_provider_carbon.core.queue import QueueJob, QueuePlan, plan_queue
     from airflow_provider_carbon.core.windows import Window, find_best_window, rank_windows
     from airflow_provider_carbon.exceptions import (
         CarbonError,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
         ForecastCoverageError,
         InsufficientHistoryError,
         InvalidForecastError,
+        QueueInfeasibleError,
         WindowError,
     )
 
@@ -34,6 +36,7 @@ _LAZY = {
     "ForecastCoverageError": "airflow_provider_carbon.exceptions",
     "InsufficientHistoryError": "airflow_provider_carbon.exceptions",
     "InvalidForecastError": "airflow_provider_carbon.exceptions",
+    "QueueInfeasibleError": "airflow_provider_carbon.exceptions",
     "WindowError": "airflow_provider_carbon.exceptions",
     "Decision": "airflow_provider_carbon.core.decision",
     "FallbackReason": "airflow_provider_carbon.core.decision",
@@ -45,6 +48,9 @@ _LAZY = {
     "Signal": "airflow_provider_carbon.core.forecast",
     "HistoryForecast": "airflow_provider_carbon.core.history",
     "forecast_from_history": "airflow_provider_carbon.core.history",
+    "QueueJob": "airflow_provider_carbon.core.queue",
+    "QueuePlan": "airflow_provider_carbon.core.queue",
+    "plan_queue": "airflow_provider_carbon.core.queue",
     "Window": "airflow_provider_carbon.core.windows",
     "find_best_window": "airflow_provider_carbon.core.windows",
     "rank_windows": "airflow_provider_carbon.core.windows",

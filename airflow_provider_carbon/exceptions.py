@@ -29,6 +29,7 @@ __all__ = [
     "InvalidForecastError",
     "InvalidRequestError",
     "NotEntitledError",
+    "QueueInfeasibleError",
     "RateLimitedError",
     "RedirectError",
     "ServiceUnavailableError",
@@ -164,6 +165,19 @@ class InsufficientHistoryError(CarbonError, ValueError):
             f"not enough history{where} to forecast from: {detail} ({days_available:.1f} days of observations, "
             f"at least {days_needed:g} needed)"
         )
+
+
+class QueueInfeasibleError(CarbonError, ValueError):
+    """No plan of the queue meets every deadline under the capacity.
+
+    :param detail: what does not fit, in words.
+    :param job: the job that cannot meet its deadline whatever the others do, if there is one.
+    """
+
+    def __init__(self, detail: str, *, job: str | None) -> None:
+        self.detail = detail
+        self.job = job
+        super().__init__(f"the queue cannot be planned: {detail}")
 
 
 class CarbonBudgetExceeded(CarbonError):

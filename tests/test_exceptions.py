@@ -40,6 +40,7 @@ EXAMPLES = {
     "InsufficientHistoryError": lambda: exceptions.InsufficientHistoryError(
         "30 observations at a 1:00:00 step", zone="DE", days_available=1.25, days_needed=2
     ),
+    "QueueInfeasibleError": lambda: exceptions.QueueInfeasibleError("job 'a' cannot end by 06:00", job="a"),
     "CarbonBudgetExceeded": lambda: exceptions.CarbonBudgetExceeded(
         scope="dag:nightly", period="month", period_start=T, used_kg=5.2, limit_kg=5.0
     ),
