@@ -201,6 +201,7 @@ def provider_info(version: str) -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_carbon.operators.base",
                     "airflow_provider_carbon.operators.plan",
+                    "airflow_provider_carbon.operators.queue",
                     "airflow_provider_carbon.operators.region",
                 ],
             }

@@ -49,7 +49,12 @@ def test_dagbag_has_no_import_errors():
 
     bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
     assert bag.import_errors == {}
-    assert set(bag.dags) == {"nightly_low_carbon_training", "greenest_region_batch", "carbon_budget_batch"}
+    assert set(bag.dags) == {
+        "nightly_low_carbon_training",
+        "greenest_region_batch",
+        "carbon_budget_batch",
+        "carbon_queue_training",
+    }
     for dag in bag.dags.values():
         assert dag.doc_md and "carbon" in dag.doc_md.lower()
         assert dag.timezone is not None and dag.start_date.tzinfo is not None

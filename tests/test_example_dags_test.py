@@ -161,3 +161,30 @@ def test_region_dag_runs_only_the_chosen_regions_task(stack):
     (chosen,) = re.findall(r"greenest region: (\S+) \(", log)
     ran = set(re.findall(r"running task <TaskInstance: greenest_region_batch\.(run_in_\w+)", log))
     assert ran == {REGION_TASKS[chosen]}
+
+
+def test_queue_dag_plans_five_jobs_two_at_a_time_and_each_waits_for_its_start(stack, simulator):
+    """carbon_queue_training with its own hours on the simulator's clock: the queue's plan (at most two at once),
+    then each mapped sensor defers until its job's start and the job runs after it."""
+    pytest.importorskip("scipy")
+    midnight = night_starts_now(simulator)
+    conf = {
+        "job_duration": 2 * 3600 / SPEED,
+        "max_delay": 8 * 3600 / SPEED,
+        "fallback": (midnight + timedelta(hours=2) / SPEED).strftime("%H:%M:%S"),
+        "fallback_timezone": "UTC",
+    }
+    result = stack.run("dags", "test", "carbon_queue_training", "-c", json.dumps(conf), timeout=400)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-5000:]
+    starts = dict(re.findall(r"carbon queue: (\S+) starts at (\S+)", log))
+    assert len(starts) == 5 and "independent" not in starts
+    planned = sorted(datetime.fromisoformat(s) for s in starts.values())
+    duration = timedelta(seconds=2 * 3600 / SPEED)
+    assert all(sum(1 for b in planned if b <= a < b + duration) <= 2 for a in planned), planned
+    assert "optimal" in next(line for line in log.splitlines() if "carbon queue: 5 jobs, capacity 2" in line)
+    # `dags test` runs one task at a time: the first sensor defers (inline triggerer) until its job's start; a
+    # later one whose start has passed meanwhile releases at once. Each job's train ran, after the plan.
+    assert "running trigger in line" in log and "carbon trigger: releasing at" in log
+    assert "state=success" in log
+    assert len(re.findall(r"running task <TaskInstance: carbon_queue_training\.job\.train ", log)) == 5, log[-3000:]

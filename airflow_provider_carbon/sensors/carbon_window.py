@@ -57,7 +57,9 @@ class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
     the wait cuts the wait short. Both are yours to set: the sensor only warns when they would end the wait before
     the deadline.
 
-    :param recheck_interval: how often the trigger re-checks the forecast while waiting (default 1 hour).
+    :param recheck_interval: how often the trigger re-checks the forecast while waiting (default 1 hour); ``None``
+        never: the plan given stands (a queue's plan, whose jobs share the clean hours, would each move back to
+        their own optimum).
     :param deviation_pct: re-plan once at the start if the intensity then is this much above the forecast (20 %).
     :param plan: a decision from :class:`~airflow_provider_carbon.operators.plan.CarbonPlanOperator` (e.g.
         ``"{{ ti.xcom_pull(task_ids='plan_window') }}"``) to wait for instead of planning again (templated).
@@ -105,7 +107,7 @@ class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
     def __init__(
         self,
         *,
-        recheck_interval: timedelta | float = timedelta(hours=1),
+        recheck_interval: timedelta | float | None = timedelta(hours=1),
         deviation_pct: float = 20.0,
         plan: dict[str, Any] | str | None = None,
         deferrable: bool | None = None,
@@ -129,7 +131,11 @@ class CarbonWindowSensor(CarbonPlanningBase, BaseSensorOperator):
         self._budget_check: dict[str, Any] | None = None
         self.measure_energy = measure_energy
         self.recheck_interval = (
-            recheck_interval.total_seconds() if isinstance(recheck_interval, timedelta) else float(recheck_interval)
+            None
+            if recheck_interval is None
+            else recheck_interval.total_seconds()
+            if isinstance(recheck_interval, timedelta)
+            else float(recheck_interval)
         )
         self.deviation_pct = deviation_pct
         self.plan = plan

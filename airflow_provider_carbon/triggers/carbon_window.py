@@ -50,7 +50,7 @@ class CarbonWindowTrigger(BaseTrigger):
     :param lon: longitude instead of a zone.
     :param spec: :meth:`PlanSpec.to_dict` of what the user asked for.
     :param decision: :meth:`Decision.to_dict` of the current plan.
-    :param recheck_interval: seconds between forecast re-checks.
+    :param recheck_interval: seconds between forecast re-checks; ``None``: none (the plan stands).
     :param deviation_pct: re-plan at the start if the observed intensity is this much above the forecast.
     :param deviation_checked: whether that one check was already made.
     """
@@ -65,7 +65,7 @@ class CarbonWindowTrigger(BaseTrigger):
         zone: str | None = None,
         lat: float | None = None,
         lon: float | None = None,
-        recheck_interval: float = 3600.0,
+        recheck_interval: float | None = 3600.0,
         deviation_pct: float = 20.0,
         deviation_checked: bool = False,
     ) -> None:
@@ -77,7 +77,7 @@ class CarbonWindowTrigger(BaseTrigger):
         self.zone = zone
         self.lat = lat
         self.lon = lon
-        self.recheck_interval = float(recheck_interval)
+        self.recheck_interval = None if recheck_interval is None else float(recheck_interval)
         self.deviation_pct = float(deviation_pct)
         self.deviation_checked = deviation_checked
 
@@ -176,11 +176,13 @@ class CarbonWindowTrigger(BaseTrigger):
                 )
                 yield TriggerEvent({"status": "release", "decision": released.to_dict()})
                 return
-            if now - last_check >= timedelta(seconds=self.recheck_interval):
+            if self.recheck_interval is not None and now - last_check >= timedelta(seconds=self.recheck_interval):
                 last_check = now
                 decision = await self._recheck(spec, decision, now)
                 continue
-            wake = min(decision.planned_start, last_check + timedelta(seconds=self.recheck_interval))
+            wake = decision.planned_start
+            if self.recheck_interval is not None:
+                wake = min(wake, last_check + timedelta(seconds=self.recheck_interval))
             await _sleep(min(max((wake - now).total_seconds(), 0.0), MAX_SLEEP))
 
     async def _recheck(self, spec: PlanSpec, decision: Decision, now: datetime) -> Decision:
