@@ -16,6 +16,6 @@ ARG AIRFLOW_VERSION
 COPY --chown=airflow:0 pyproject.toml README.md LICENSE /opt/airflow-provider-carbon/
 COPY --chown=airflow:0 airflow_provider_carbon /opt/airflow-provider-carbon/airflow_provider_carbon
 RUN pip freeze > /tmp/image-constraints.txt \
-    && pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "/opt/airflow-provider-carbon" \
+    && pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "/opt/airflow-provider-carbon[queue]" \
         --constraint /tmp/image-constraints.txt \
     && python -c "import airflow_provider_carbon, airflow_provider_carbon.simulator"

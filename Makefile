@@ -134,7 +134,7 @@ constraints-image:
 	grep -v '^python-dateutil==' constraints.txt > .venv-constraints-image/base.txt
 	PIP_CONSTRAINT= .venv-constraints-image/bin/pip install --quiet -c .venv-constraints-image/base.txt \
 	    "apache-airflow[celery,postgres,fab]==3.3.2" apache-airflow-providers-standard numpy pandas requests tenacity \
-	    async-timeout
+	    async-timeout scipy
 	{ sed -n '1,5p' tests/compose/constraints-image.txt; .venv-constraints-image/bin/pip freeze; \
 	  grep '^flit_core==' constraints.txt; } > tests/compose/constraints-image.txt.new
 	mv tests/compose/constraints-image.txt.new tests/compose/constraints-image.txt

@@ -125,7 +125,8 @@ def test_dockerfile_installs_the_provider_pinned_to_the_image():
     assert "ARG AIRFLOW_BASE_IMAGE=apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}" in dockerfile
     assert "FROM ${AIRFLOW_BASE_IMAGE}" in dockerfile
     assert "pip freeze > /tmp/image-constraints.txt" in dockerfile
-    assert '"apache-airflow==${AIRFLOW_VERSION}" "/opt/airflow-provider-carbon"' in dockerfile
+    # the extra queue: carbon_queue_training plans with SciPy's solver
+    assert '"apache-airflow==${AIRFLOW_VERSION}" "/opt/airflow-provider-carbon[queue]"' in dockerfile
     assert "--constraint /tmp/image-constraints.txt" in dockerfile
 
 

@@ -243,16 +243,6 @@ class Decision:
     forecast_generated_at: datetime | None = field(
         default=None, metadata=_doc("when the service made the forecast, if it says (UTC)")
     )
-    forecast_source: str | None = field(
-        default=None,
-        metadata=_doc(
-            "what the plan's forecast was: ``service`` (the service's own) or ``history-model`` "
-            "(``forecast_from_history`` on the service's observed history, e.g. a plan without forecasts)"
-        ),
-    )
-    history_days: int | None = field(
-        default=None, metadata=_doc("with ``history-model``: how many days of history the forecast averaged")
-    )
     used_fallback: bool = field(default=False, metadata=_doc("``true`` when no usable forecast chose the start"))
     fallback_reason: FallbackReason | None = field(
         default=None,
@@ -270,6 +260,17 @@ class Decision:
         metadata=_doc("when the fallback policy would start the job (UTC; the saving's second baseline)"),
     )
     timezone: str | None = field(default=None, metadata=_doc("timezone of the fallback time (IANA name)"))
+    # after the fallback's fields: the UI's XCom view shows about 19 lines, used_fallback must be among them
+    forecast_source: str | None = field(
+        default=None,
+        metadata=_doc(
+            "what the plan's forecast was: ``service`` (the service's own) or ``history-model`` "
+            "(``forecast_from_history`` on the service's observed history, e.g. a plan without forecasts)"
+        ),
+    )
+    history_days: int | None = field(
+        default=None, metadata=_doc("with ``history-model``: how many days of history the forecast averaged")
+    )
     alternatives: tuple[dict[str, Any], ...] = field(
         default=(), metadata=_doc("the best non-overlapping windows: ``start``, ``mean_intensity``, ``saving_pct``")
     )

@@ -41,8 +41,9 @@ REDIS = "carbon-standin/redis:7"
 AIRFLOW = "carbon-standin/airflow:3.3.2-python3.11"
 DEBIAN_MIRROR = os.environ.get("CARBON_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
-#: what the stand-in Airflow image installs (pinned by constraints-image.txt). async-timeout is listed because
-#: redis asks for it only on Python < 3.11.3: Debian's 3.11.2 needs it, the host's newer 3.11 would leave it out.
+#: what the stand-in Airflow image installs (pinned by constraints-image.txt), and what the project's Dockerfile
+#: adds (scipy, the extra queue). async-timeout is listed because redis asks for it only on Python < 3.11.3:
+#: Debian's 3.11.2 needs it, the host's newer 3.11 would leave it out.
 IMAGE_REQUIREMENTS = (
     "apache-airflow[celery,postgres,fab]==3.3.2",
     "apache-airflow-providers-standard",
@@ -51,6 +52,7 @@ IMAGE_REQUIREMENTS = (
     "requests",
     "tenacity",
     "async-timeout",
+    "scipy",
     "flit_core",
 )
 

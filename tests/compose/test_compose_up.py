@@ -57,6 +57,7 @@ LONG_RUNNING = [
     "airflow-triggerer",
     "airflow-worker",
 ]
+QUEUE = "carbon_queue_training"
 #: the figures the issue asks for, written to artifacts/compose/timings.json by the last test
 TIMINGS: dict[str, float] = {}
 
@@ -228,15 +229,18 @@ def stack(tmp_path_factory):
         TIMINGS["up_to_healthy_s"] = round(time.monotonic() - up, 1)
         stack.base_url = "http://" + stack.published("airflow-apiserver", 8080)
         stack.sim_url = "http://" + stack.published("carbon-simulator", 8765)
-        for dag_id in (NIGHTLY, REGIONS):
+        for dag_id in (NIGHTLY, REGIONS, QUEUE):
             wait_until(lambda d=dag_id: dag_parsed(stack, d), 180, f"{dag_id} parsed")
             stack.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
         # the unpause catch-up pitfall (README): last midnight's scheduled run starts at once with the DAG's real
         # hours and, with max_active_runs=1, would hold the triggered runs back for hours. Fail it, as a user would.
-        wait_until(lambda: catch_up_runs(stack), 120, "the scheduler to create the catch-up run")
-        for run_id in catch_up_runs(stack):
-            quoted = urllib.parse.quote(run_id, safe="")
-            stack.request("PATCH", f"/api/v2/dags/{NIGHTLY}/dagRuns/{quoted}", {"state": "failed"})
+        for dag_id in (NIGHTLY, QUEUE):
+            wait_until(
+                lambda d=dag_id: catch_up_runs(stack, d), 120, f"the scheduler to create {dag_id}'s catch-up run"
+            )
+            for run_id in catch_up_runs(stack, dag_id):
+                quoted = urllib.parse.quote(run_id, safe="")
+                stack.request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}", {"state": "failed"})
         yield stack
     finally:
         if stack.compose("ps", "-a", "-q", check=False).stdout.strip():  # the last test saved them and went down
@@ -253,8 +257,8 @@ def dag_parsed(stack: ComposeStack, dag_id: str) -> bool:
         return False
 
 
-def catch_up_runs(stack: ComposeStack) -> list[str]:
-    runs = stack.request("GET", f"/api/v2/dags/{NIGHTLY}/dagRuns?run_type=scheduled")["dag_runs"]
+def catch_up_runs(stack: ComposeStack, dag_id: str = NIGHTLY) -> list[str]:
+    runs = stack.request("GET", f"/api/v2/dags/{dag_id}/dagRuns?run_type=scheduled")["dag_runs"]
     return [r["dag_run_id"] for r in runs if r["state"] not in ("failed", "success")]
 
 
@@ -315,6 +319,46 @@ def test_greenest_region_batch_runs_on_its_region_queue(stack):
     region = next(r for r, t in REGION_TASKS.items() if t == task_id)
     ran = task_instance(stack, REGIONS, run_id, task_id)
     assert ran["queue"] == region.lower() and ran["hostname"] == stack.hostname("airflow-worker"), ran
+
+
+def test_a_queue_of_five_jobs_runs_two_at_a_time_each_at_its_planned_start(stack):
+    """carbon_queue_training on the 720x clock: the queue's plan (SciPy in the image: the extra queue), five mapped
+    sensors deferred together in the triggerer, each released at its own start, no more than two jobs planned at
+    once, every train task on the Celery worker."""
+    began = time.monotonic()
+    midnight = night_starts_now(stack.sim_url, 720)
+    conf = {
+        "job_duration": 2 * 3600 / 720,
+        "max_delay": 8 * 3600 / 720,
+        "fallback": (midnight + timedelta(seconds=10)).strftime("%H:%M:%S"),
+        "fallback_timezone": "UTC",
+    }
+    run_id = trigger(stack, QUEUE, conf)
+    run = finished(stack, QUEUE, run_id)
+    TIMINGS["queue_run_s"] = round(time.monotonic() - began, 1)
+    quoted = urllib.parse.quote(run_id, safe="")
+    instances = stack.request("GET", f"/api/v2/dags/{QUEUE}/dagRuns/{quoted}/taskInstances?limit=100")
+    states = {(ti["task_id"], ti["map_index"]): ti for ti in instances["task_instances"]}
+    assert run["state"] == "success", {k: v["state"] for k, v in states.items()}
+    plan = xcom(stack, QUEUE, run_id, "plan_queue", "carbon_queue_plan")
+    assert plan["optimal"] is True and plan["independent_peak"] == 5 and plan["capacity"] == 2
+    starts = sorted(datetime.fromisoformat(s) for s in plan["starts"].values())
+    duration = timedelta(hours=2) / 720
+    assert all(sum(1 for b in starts if b <= a < b + duration) <= 2 for a in starts), starts
+    for index in range(5):
+        wait = states[("job.wait", index)]
+        train = states[("job.train", index)]
+        assert wait["state"] == train["state"] == "success"
+        record = stack.request(
+            "GET",
+            f"/api/v2/dags/{QUEUE}/dagRuns/{quoted}/taskInstances/job.wait/xcomEntries/carbon_decision"
+            f"?map_index={index}",
+        )["value"]
+        record = json.loads(record) if isinstance(record, str) else record
+        planned, released = (datetime.fromisoformat(record[k]) for k in ("planned_start", "released_at"))
+        assert planned <= released <= planned + timedelta(seconds=5), record
+        assert train["hostname"] == stack.hostname("airflow-worker")
+        assert datetime.fromisoformat(train["start_date"]) >= released
 
 
 def trigger_logs_by_job(stack: ComposeStack, run_id: str) -> dict[int, str]:
