@@ -11,9 +11,8 @@ import pytest
 from werkzeug import Request, Response
 
 from airflow_provider_carbon.operators.plan import CarbonPlanOperator
-from airflow_provider_carbon.sensors.carbon_window import CarbonWindowSensor
 from tests.em_server import TOKEN, iso_z
-from tests.sensors.test_carbon_window import defer
+from tests.sensors.test_carbon_window import defer, sensor
 from tests.waiting import Clock, context, run_trigger
 
 T0 = datetime(2025, 6, 1, 22, tzinfo=timezone.utc)  # midnight in Berlin
@@ -75,20 +74,6 @@ def free_tier(httpserver, monkeypatch):
             "extra": {"zone": "DE", "retry_backoff": 0.01, "max_retry_wait": 2, "timeout": 5}}  # fmt: skip
     monkeypatch.setenv("AIRFLOW_CONN_GRID", json.dumps(conn))
     return server
-
-
-def sensor(**kwargs):
-    args = {
-        "task_id": "wait",
-        "carbon_conn_id": "grid",
-        "zone": "DE",
-        "expected_duration": 2 * H,
-        "max_delay": 10 * H,
-        "fallback_timezone": "Europe/Berlin",
-        "deferrable": True,
-        **kwargs,
-    }
-    return CarbonWindowSensor(**args)
 
 
 def test_a_plan_without_forecasts_plans_from_history_and_records_it(free_tier):
