@@ -91,11 +91,12 @@ format: install
 
 ## optimizer speed against brute-force and pandas references measured in the same run, plus import cost; the
 ## Carbon page's overview of 10,000 runs against decoding its records alone; the share of the perfect-foresight
-## saving each forecast mode captures on ../shared/data (persistence, history, noisy:0.1)
+## saving each forecast mode captures on ../shared/data (persistence, history, noisy:0.1); plan_queue on 100 jobs
 bench: install
 	$(PY) benchmarks/bench_windows.py
 	$(PY) benchmarks/bench_ui.py
 	$(PY) benchmarks/bench_history.py
+	$(PY) benchmarks/bench_queue.py
 
 ## re-resolve the pins after changing dependencies (needs the package registry)
 constraints:
