@@ -379,6 +379,9 @@ def logged_in_page(playwright, stack: AirflowStack):
     page.fill("input[name='username']", "admin")
     page.fill("input[name='password']", "adminpw")
     page.click("button[type='submit']")
+    # the login answers with a redirect: wait until it has left the login page, or a goto right after races the
+    # redirect's own navigation and is aborted (net::ERR_ABORTED, seen in CI)
+    page.wait_for_url(lambda url: "login" not in url, timeout=30_000)
     page.wait_for_load_state("networkidle")
     return browser, page
 
