@@ -52,11 +52,16 @@ def parse_duration(text: str, what: str) -> timedelta:
     if match:
         seconds = float(match[1]) * _UNITS[(match[2] or "s").lower()]
     else:
-        iso = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?", text.strip().upper())
-        if not iso or not any(iso.groups()):
+        # ISO 8601 through pendulum, as the operators read durations (operators.base.as_timedelta)
+        import pendulum
+
+        try:
+            parsed = pendulum.parse(text.strip())
+        except Exception:  # pendulum's ParserError and its ValueErrors: not a duration either way
+            parsed = None
+        if not isinstance(parsed, timedelta):
             raise UsageError(f"{what}: {text!r} is not a duration like 2h, 90m or PT2H")
-        d, h, m, s = (int(g or 0) for g in iso.groups())
-        seconds = d * 86400 + h * 3600 + m * 60 + s
+        seconds = parsed.total_seconds()
     if seconds <= 0:
         raise UsageError(f"{what}: {text!r} must be positive")
     return timedelta(seconds=seconds)

@@ -21,13 +21,14 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, time, timedelta
+from time import perf_counter
 from typing import Any
 
 import numpy as np
 
 from airflow_provider_carbon.core.fallback import local_time_on, next_local_time, parse_clock, resolve_timezone
 from airflow_provider_carbon.core.forecast import Forecast
-from airflow_provider_carbon.core.history import forecast_from_history
+from airflow_provider_carbon.core.history import MIN_DAYS, forecast_from_history
 from airflow_provider_carbon.core.windows import find_best_window
 from airflow_provider_carbon.exceptions import InsufficientHistoryError
 
@@ -141,7 +142,7 @@ def _forecast_for(
         since = max(observed.start, release - HISTORY_WINDOW)
         if since >= release:
             raise InsufficientHistoryError(
-                "no observation before the release", zone=observed.zone, days_available=0, days_needed=2
+                "no observation before the release", zone=observed.zone, days_available=0, days_needed=MIN_DAYS
             )
         return forecast_from_history(observed.window(since, release), start=release, horizon=horizon - release)
     if mode == "persistence":
@@ -162,10 +163,6 @@ def _forecast_for(
         zone=observed.zone,
         source=f"noisy:{sigma:g}",
     )
-
-
-def _quantile(values: list[float], q: float) -> float:
-    return float(np.quantile(values, q)) if values else 0.0
 
 
 def backtest(
@@ -200,9 +197,7 @@ def backtest(
     :param seed: the noise's seed (``noisy`` only).
     :raises ValueError: for a bad mode, times, or a duration longer than the deadline.
     """
-    import time as clock
-
-    began = clock.perf_counter()
+    began = perf_counter()
     mode, sigma = parse_forecast_mode(forecast)
     if duration <= timedelta(0) or deadline < duration:
         raise ValueError(f"need 0 < duration <= deadline, got {duration} and {deadline}")
@@ -242,8 +237,8 @@ def backtest(
                     capture_pct=round(100 * (totals["release"] - totals[policy]) / possible, 3)
                     if possible > 0
                     else None,
-                    delay_median_h=round(_quantile(delays, 0.5), 3),
-                    delay_p90_h=round(_quantile(delays, 0.9), 3),
+                    delay_median_h=round(float(np.quantile(delays, 0.5)), 3),
+                    delay_p90_h=round(float(np.quantile(delays, 0.9)), 3),
                     delay_max_h=round(max(delays), 3),
                     deadline_misses=misses,
                 )
@@ -260,5 +255,5 @@ def backtest(
         skipped=skipped,
         summaries=summaries,
         days=days,
-        seconds=clock.perf_counter() - began,
+        seconds=perf_counter() - began,
     )

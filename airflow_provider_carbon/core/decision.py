@@ -556,7 +556,7 @@ def _forecast_meta(spec: PlanSpec, forecast: Forecast | None) -> dict[str, Any]:
     return {
         "forecast": _used_part(spec, forecast),
         "zone": forecast.zone or spec.zone,
-        "source": model.get("history_source", forecast.source) if model else forecast.source,
+        "source": model.get("history_source", forecast.source),
         "signal": forecast.signal.value,
         "unit": forecast.unit,
         "forecast_generated_at": forecast.generated_at,

@@ -25,7 +25,10 @@ of their demand cycle; DST in a user's timezone changes nothing here.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -95,14 +98,19 @@ def _regular(history: Forecast | pd.Series, start_us: int) -> tuple[np.ndarray, 
     return grid, step, zone, signal, source
 
 
+def _clipped(days_matrix: np.ndarray) -> np.ndarray:
+    """Each column (a step of the day) clipped to its median +/- 4 robust deviations (1.4826 x MAD), NaN-aware: a
+    spike or an outage's zeros do not pull the means taken from it."""
+    median = np.nanmedian(days_matrix, axis=0)
+    mad = np.nanmedian(np.abs(days_matrix - median), axis=0) * 1.4826
+    bound = np.where(mad > 0, 4 * mad, np.inf)
+    return np.clip(days_matrix, median - bound, median + bound)
+
+
 def _profile(days_matrix: np.ndarray) -> np.ndarray:
     """Robust mean of each column (step of the day); NaN-aware; empty columns interpolated around the day."""
     with np.errstate(all="ignore"), _quiet():
-        median = np.nanmedian(days_matrix, axis=0)
-        mad = np.nanmedian(np.abs(days_matrix - median), axis=0) * 1.4826
-        bound = np.where(mad > 0, 4 * mad, np.inf)
-        clipped = np.clip(days_matrix, median - bound, median + bound)
-        profile = np.nanmean(clipped, axis=0)
+        profile = np.nanmean(_clipped(days_matrix), axis=0)
     missing = np.isnan(profile)
     if missing.any() and not missing.all():
         n = len(profile)
@@ -114,18 +122,12 @@ def _profile(days_matrix: np.ndarray) -> np.ndarray:
     return profile
 
 
-class _quiet:
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
     """Silence numpy's "mean of empty slice" warnings (an all-missing column is handled right after)."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._catcher = warnings.catch_warnings()
-        self._catcher.__enter__()
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._catcher.__exit__(*exc)
+        yield
 
 
 def _base_at(grid: np.ndarray, end: int, per_day: int, days: int) -> tuple[np.ndarray, int] | None:
@@ -157,33 +159,23 @@ def _weekly_adjustment(grid: np.ndarray, start_us: int, step: int, per_day: int,
     k = min(WEEKLY_DAYS, n // per_day)
     if k < 7:
         return np.zeros(steps)
-    window = grid[n - k * per_day :].copy()
+    # the last k days as rows: each column is one time of day, as in the profile (and lead i falls in column i % P)
+    window = grid[n - k * per_day :].reshape(k, per_day)
     past_us = start_us - (k * per_day - np.arange(k * per_day)) * step
-    slot_past = (past_us % DAY_US) // step
-    type_past = _weekend(past_us)
-    future_us = start_us + np.arange(steps) * step
-    slot_future = (future_us % DAY_US) // step
-    type_future = _weekend(future_us)
+    weekend_past = _weekend(past_us).reshape(k, per_day)
+    midnight = ((past_us % DAY_US) == 0).reshape(k, per_day)  # one cell per UTC day: how many days of a type
+    weekend_future = _weekend(start_us + np.arange(steps) * step)
+    columns = np.arange(steps) % per_day
     out = np.zeros(steps)
     with np.errstate(all="ignore"), _quiet():
-        # robust as the profile: each time of day clipped to its median +/- 4 robust deviations
-        for s in range(per_day):
-            at = slot_past == s
-            values = window[at]
-            median = np.nanmedian(values)
-            mad = np.nanmedian(np.abs(values - median)) * 1.4826
-            if mad > 0:
-                window[at] = np.clip(values, median - 4 * mad, median + 4 * mad)
-        overall = np.array([np.nanmean(window[slot_past == s]) for s in range(per_day)])
+        clipped = _clipped(window)
+        overall = np.nanmean(clipped, axis=0)
         for kind in (False, True):
-            days_seen = np.count_nonzero(type_past & (slot_past == 0) if kind else ~type_past & (slot_past == 0))
-            if days_seen < 2:
+            if np.count_nonzero(midnight & (weekend_past == kind)) < 2:
                 continue
-            mask = type_past == kind
-            typed = np.array([np.nanmean(window[mask & (slot_past == s)]) for s in range(per_day)])
-            delta = np.nan_to_num(typed - overall)
-            chosen = type_future == kind
-            out[chosen] = delta[slot_future[chosen]]
+            typed = np.nanmean(np.where(weekend_past == kind, clipped, np.nan), axis=0)
+            chosen = weekend_future == kind
+            out[chosen] = np.nan_to_num(typed - overall)[columns[chosen]]
     return out
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from airflow_provider_carbon.core.forecast import Forecast, to_utc_us
-from airflow_provider_carbon.core.windows import as_forecast
+from airflow_provider_carbon.core.windows import as_forecast, candidate_starts
 from airflow_provider_carbon.exceptions import QueueInfeasibleError
 
 __all__ = ["QueueJob", "QueuePlan", "max_concurrency", "plan_queue"]
@@ -142,10 +142,8 @@ def _integral(fc: Forecast, offsets: np.ndarray) -> np.ndarray:
 
 
 def _candidates(fc: Forecast, duration_us: int, lo: int, hi: int) -> np.ndarray:
-    bounds = np.asarray(fc.offsets_us, dtype=np.float64)
-    starts = np.concatenate([bounds, bounds - duration_us, [lo, hi]])
-    starts = starts[(starts >= lo) & (starts <= hi)]
-    return np.unique(starts)
+    """The optimizer's candidate starts in ``[lo, hi]``, sorted and once each (one 0-1 variable per start)."""
+    return np.unique(candidate_starts(fc, duration_us, lo, hi))
 
 
 def plan_queue(
@@ -212,7 +210,7 @@ def plan_queue(
             )
         c = _candidates(fc, d, start_us, latest)
         cands.append(c)
-        costs.append(job.power * (_integral(fc, c + d) - _integral(fc, c)) * 1.0)  # kW x g/kWh x h = g
+        costs.append(job.power * (_integral(fc, c + d) - _integral(fc, c)))  # kW x g/kWh x h = g
     independent = [int(np.argmin(cost)) for cost in costs]  # ties: the earliest (argmin's first)
     herd = [
         (float(cands[j][i]), float(cands[j][i]) + queue[j].duration / timedelta(microseconds=1))

@@ -211,15 +211,12 @@ def _bounds(
     return float(d), float(a), float(b)
 
 
-def _best_in(fc: Forecast, d: float, a: float, b: float) -> tuple[float, float, float]:
-    """Optimal start in ``[a, b]`` (offsets, ``a <= b``), its emissions integral, and the integral for ``a``.
-
-    Ties go to the earliest start. Integrals are differences of the cumulative integral: their relative error is
-    about machine epsilon times (forecast length / duration), below 1e-12 even for a 2 h job in a year of data.
-    """
-    off, cum, bounds = fc.offsets_us, fc.cumulative, fc.offsets_list
-    # Breakpoints of F strictly inside (a, b): the start meets a boundary (off[i0:i1]) or the end does
-    # (off[j0:j1] - d). bisect on a list beats np.searchsorted for a scalar, and this is the hot path.
+def candidate_starts(fc: Forecast, d: float, a: float, b: float) -> np.ndarray:
+    """Every start in ``[a, b]`` (offsets, ``a <= b``) where the emissions of a ``d``-long window can be least:
+    ``a`` and ``b`` first, then the breakpoints strictly inside, where the start meets a step boundary or the end
+    does (the emissions are piecewise linear in the start between them). Not sorted; may repeat a value."""
+    off, bounds = fc.offsets_us, fc.offsets_list
+    # bisect on a list beats np.searchsorted for a scalar, and this is the optimizer's hot path
     i0, i1 = bisect_right(bounds, a), bisect_left(bounds, b)
     j0, j1 = bisect_right(bounds, a + d), max(bisect_left(bounds, b + d), bisect_right(bounds, a + d))
     n1 = max(i1 - i0, 0)
@@ -227,6 +224,17 @@ def _best_in(fc: Forecast, d: float, a: float, b: float) -> tuple[float, float, 
     starts[0], starts[1] = a, b
     starts[2 : 2 + n1] = off[i0 : i0 + n1]
     np.subtract(off[j0:j1], d, out=starts[2 + n1 :])
+    return starts
+
+
+def _best_in(fc: Forecast, d: float, a: float, b: float) -> tuple[float, float, float]:
+    """Optimal start in ``[a, b]`` (offsets, ``a <= b``), its emissions integral, and the integral for ``a``.
+
+    Ties go to the earliest start. Integrals are differences of the cumulative integral: their relative error is
+    about machine epsilon times (forecast length / duration), below 1e-12 even for a 2 h job in a year of data.
+    """
+    off, cum = fc.offsets_us, fc.cumulative
+    starts = candidate_starts(fc, d, a, b)
     emissions = np.interp(starts + d, off, cum)
     emissions -= np.interp(starts, off, cum)
     k = int(emissions.argmin())

@@ -497,26 +497,7 @@ class CarbonIntensityHook(ConnectionFormMixin, BaseHook):
                 return True
             return False
 
-        clock = transport.Clock(current_deadline())
-        try:
-            payload = forecast_cache.get_or_fetch(
-                key,
-                fetch,
-                ttl=ttl,
-                cache_dir=self.setting("cache_dir"),
-                on_hit=lambda layer: self.log.info(
-                    "%s: forecast for %s from the %s cache", self.service, location.label, layer
-                ),
-                wait=clock.left(),
-                stale=stale,
-            )
-        except TimeoutError:  # the cache's lock: another caller is fetching this forecast and did not finish in time
-            raise ServiceUnavailableError(
-                f"no answer within {clock.elapsed():.1f} s, before the deadline {clock.deadline.isoformat()}: another "
-                "caller's fetch of the same forecast was still running",
-                service=self.service,
-                zone=location.label,
-            ) from None
+        payload = self._cached(key, fetch, "forecast", location, ttl=ttl, stale=stale)
         forecast = Forecast.from_dict(payload)
         self._check_horizon(forecast, needed, defaulted)
         return forecast
@@ -554,25 +535,47 @@ class CarbonIntensityHook(ConnectionFormMixin, BaseHook):
             for p in ("history", self.service, self.base_url, location.label, granularity, start.isoformat(),
                       end.isoformat(), *self.cache_key_extras())
         )  # fmt: skip
+        payload = self._cached(
+            key,
+            lambda: self._fetch_history(location, start, end, granularity).to_dict(),
+            "history",
+            location,
+            ttl=self._number("cache_ttl"),
+        )
+        return Forecast.from_dict(payload)
+
+    def _cached(
+        self,
+        key: str,
+        fetch: Callable[[], dict[str, Any]],
+        what: str,
+        location: Location,
+        *,
+        ttl: float,
+        stale: Callable[[Any], bool] | None = None,
+    ) -> dict[str, Any]:
+        """``fetch()``'s payload through the shared cache (single flight, ``cache_dir``), waiting for another
+        caller's fetch of ``key`` no longer than the call's deadline allows."""
         clock = transport.Clock(current_deadline())
         try:
-            payload = forecast_cache.get_or_fetch(
+            return forecast_cache.get_or_fetch(
                 key,
-                lambda: self._fetch_history(location, start, end, granularity).to_dict(),
-                ttl=self._number("cache_ttl"),
+                fetch,
+                ttl=ttl,
                 cache_dir=self.setting("cache_dir"),
                 on_hit=lambda layer: self.log.info(
-                    "%s: history for %s from the %s cache", self.service, location.label, layer
+                    "%s: %s for %s from the %s cache", self.service, what, location.label, layer
                 ),
                 wait=clock.left(),
+                stale=stale,
             )
-        except TimeoutError:
+        except TimeoutError:  # the cache's lock: another caller is fetching the same data and did not finish in time
             raise ServiceUnavailableError(
-                f"another caller's fetch of the same history did not end before the deadline {clock.deadline}",
+                f"no answer within {clock.elapsed():.1f} s, before the deadline {clock.deadline.isoformat()}: another "
+                f"caller's fetch of the same {what} was still running",
                 service=self.service,
                 zone=location.label,
             ) from None
-        return Forecast.from_dict(payload)
 
     def test_connection(self) -> tuple[bool, str]:
         """Check credentials and reachability with one cheap call; never raises."""

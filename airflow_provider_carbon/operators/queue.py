@@ -6,6 +6,7 @@ imported inside ``execute()``.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -165,13 +166,18 @@ class CarbonQueuePlanOperator(CarbonPlanningBase):
             self.log.info("carbon queue: %s starts at %s", job.name, record["planned_start"])
         return records
 
+    @staticmethod
+    def job_spec(spec: PlanSpec, job: QueueJob) -> PlanSpec:
+        """The queue's spec for one of its jobs: its duration, and its own latest start."""
+        return replace(spec, duration=job.duration, latest_start=job.finish_by - job.duration)
+
     def job_decision(
         self, spec: PlanSpec, job: QueueJob, start: datetime, forecast: Forecast, now: datetime
     ) -> Decision:
         """The record of one job of the plan: what the sensor that waits for it reads (``plan=``)."""
         from airflow_provider_carbon.core.decision import plan
 
-        job_spec = replace(spec, duration=job.duration, latest_start=job.finish_by - job.duration)
+        job_spec = self.job_spec(spec, job)
         # the record of its own optimum (baseline, intensities), moved to the start the queue gave it
         own = plan(job_spec, forecast, now=now)
         if own.planned_start == start:
@@ -199,19 +205,18 @@ class CarbonQueuePlanOperator(CarbonPlanningBase):
         from airflow_provider_carbon.core.decision import plan
 
         order = sorted(range(len(jobs)), key=lambda i: (-jobs[i].priority, i))
-        slots: list[datetime] = []
+        slots: list[datetime] = []  # a heap of when each busy slot frees
         out: dict[int, Decision] = {}
         for i in order:
             job = jobs[i]
-            job_spec = replace(spec, duration=job.duration, latest_start=job.finish_by - job.duration)
+            job_spec = self.job_spec(spec, job)
             decision = plan(job_spec, None, now=now, error=error, fallback_reason=reason)
             start = decision.planned_start
             if len(slots) >= self.capacity:
-                slots.sort()
-                start = max(start, slots.pop(0))
+                start = max(start, heapq.heappop(slots))
             start = min(start, job_spec.latest_start)
             if start != decision.planned_start:
                 decision = decision.moved_to(start, f"fallback staggered for a capacity of {self.capacity}")
-            slots.append(start + job.duration)
+            heapq.heappush(slots, start + job.duration)
             out[i] = decision
         return [out[i] for i in range(len(jobs))]

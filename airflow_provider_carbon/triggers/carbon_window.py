@@ -21,6 +21,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_carbon.core.decision import Decision, PlanSpec, plan, revise
+from airflow_provider_carbon.core.history import HISTORY_SOURCE
 from airflow_provider_carbon.exceptions import WindowError
 
 __all__ = ["CarbonWindowTrigger"]
@@ -186,7 +187,7 @@ class CarbonWindowTrigger(BaseTrigger):
             await _sleep(min(max((wake - now).total_seconds(), 0.0), MAX_SLEEP))
 
     async def _recheck(self, spec: PlanSpec, decision: Decision, now: datetime) -> Decision:
-        if decision.forecast_source == "history-model":
+        if decision.forecast_source == HISTORY_SOURCE:
             # planned from history: the service has no forecast to re-check against (it refused one, or the task
             # asked for history), and the history of a few hours later moves the profile by little
             return decision

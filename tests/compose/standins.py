@@ -84,9 +84,8 @@ def digest(*parts: bytes | str) -> str:
 
 
 def tree_digest(directory: Path) -> str:
-    return digest(
-        *(f"{p.relative_to(directory)}:{p.read_bytes().hex()}" for p in sorted(directory.rglob("*")) if p.is_file())
-    )
+    files = [p for p in sorted(directory.rglob("*")) if p.is_file()]
+    return digest(*(part for p in files for part in (str(p.relative_to(directory)), p.read_bytes())))
 
 
 def build_base() -> str:
